@@ -1,0 +1,164 @@
+"""The demo catalog ``seed_demo`` creates: who signs in, and which garments they sell."""
+
+import io
+import secrets
+from decimal import Decimal
+from typing import NamedTuple
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from pipelines.samples import draw_product_shot
+
+from . import services
+from .models import Garment
+from .selectors import MERCHANTS_GROUP
+
+DEMO_MERCHANT = "demo-merchant"
+DEMO_STAFF = "demo-staff"
+
+
+class DemoGarment(NamedTuple):
+    sku: str
+    title: str
+    shape: str  # a pipelines.samples shape; it decides the category
+    rgb: tuple[int, int, int]
+    colour: str
+    material: str
+    price: str
+    description: str
+    stripes: bool = False
+    label: str | None = None
+
+
+DEMO_GARMENTS = [
+    DemoGarment(
+        "DEMO-TEE-NAVY",
+        "Classic crew-neck tee",
+        "tshirt",
+        (32, 52, 110),
+        "navy",
+        "Cotton jersey",
+        "19.00",
+        "A soft everyday tee with short sleeves.",
+        label="TRY",
+    ),
+    DemoGarment(
+        "DEMO-TEE-STRIPE",
+        "Breton striped tee",
+        "tshirt",
+        (235, 235, 235),
+        "white and navy",
+        "Cotton",
+        "24.00",
+        "Navy stripes on white, a wardrobe staple.",
+        stripes=True,
+    ),
+    DemoGarment(
+        "DEMO-HOODIE-RED",
+        "Long-sleeve hoodie",
+        "hoodie",
+        (170, 40, 45),
+        "red",
+        "Brushed fleece",
+        "49.00",
+        "Warm long sleeves, relaxed fit.",
+        label="ON",
+    ),
+    DemoGarment(
+        "DEMO-TROUSERS-SAND",
+        "Straight chinos",
+        "trousers",
+        (196, 170, 120),
+        "sand",
+        "Cotton twill",
+        "59.00",
+        "Straight-leg chinos in sand.",
+    ),
+    DemoGarment(
+        "DEMO-SKIRT-GREEN",
+        "A-line skirt",
+        "skirt",
+        (40, 110, 70),
+        "green",
+        "Wool blend",
+        "45.00",
+        "Knee-length A-line skirt.",
+    ),
+    DemoGarment(
+        "DEMO-DRESS-ROSE",
+        "Summer slip dress",
+        "dress",
+        (210, 110, 130),
+        "rose",
+        "Viscose",
+        "69.00",
+        "A light slip dress with thin straps.",
+    ),
+    DemoGarment(
+        "DEMO-JACKET-OLIVE",
+        "Field jacket",
+        "jacket",
+        (85, 95, 55),
+        "olive",
+        "Waxed cotton",
+        "129.00",
+        "An open-front field jacket.",
+    ),
+]
+
+
+def _png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _user_with_new_password(username: str, **flags):
+    """Create ``username`` if missing, give it a fresh random password and return both."""
+    user, _ = get_user_model().objects.get_or_create(username=username, defaults=flags)
+    for flag, value in flags.items():
+        setattr(user, flag, value)
+    password = secrets.token_urlsafe(12)
+    user.set_password(password)
+    user.save()
+    return user, password
+
+
+@transaction.atomic
+def seed_demo() -> dict:
+    """Create (or refresh) the demo accounts and garments; safe to run any number of times.
+
+    Returns the accounts' new passwords and how many garments were created this time.
+    """
+    merchant, merchant_password = _user_with_new_password(DEMO_MERCHANT)
+    merchant.groups.add(Group.objects.get_or_create(name=MERCHANTS_GROUP)[0])
+    _, staff_password = _user_with_new_password(DEMO_STAFF, is_staff=True, is_superuser=True)
+
+    created = 0
+    for demo in DEMO_GARMENTS:
+        if Garment.objects.filter(merchant=merchant, sku=demo.sku).exists():
+            continue
+        shot = draw_product_shot(
+            demo.shape, colour=demo.rgb, stripes=demo.stripes, label=demo.label
+        )
+        garment = Garment(
+            merchant=merchant,
+            sku=demo.sku,
+            title=demo.title,
+            category=shot.category,
+            colour=demo.colour,
+            material=demo.material,
+            price=Decimal(demo.price),
+            description=demo.description,
+            image=ContentFile(_png(shot.image), name=f"{demo.sku.lower()}.png"),
+        )
+        services.garment_ingest(garment=garment)
+        created += 1
+    return {
+        "accounts": {DEMO_MERCHANT: merchant_password, DEMO_STAFF: staff_password},
+        "garments_created": created,
+        "garments_total": Garment.objects.filter(merchant=merchant).count(),
+    }

@@ -1,0 +1,79 @@
+"""The garment catalog."""
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.urls import reverse
+from django.utils.deconstruct import deconstructible
+
+
+@deconstructible
+class RandomName:
+    """An ``upload_to`` that keeps the extension and replaces the client's file name by a UUID."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def __call__(self, instance, filename: str) -> str:
+        extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+        return f"{self.folder}/{uuid.uuid4().hex}.{extension}"
+
+    def __eq__(self, other):
+        return isinstance(other, RandomName) and other.folder == self.folder
+
+
+class Garment(models.Model):
+    class Category(models.TextChoices):
+        UPPER = "upper", "Top (upper body)"
+        LOWER = "lower", "Bottom (trousers, skirt)"
+        DRESS = "dress", "Dress"
+        OUTER = "outer", "Outerwear"
+
+    class AnalysisStatus(models.TextChoices):
+        PENDING = "pending", "Waiting for analysis"
+        RUNNING = "running", "Being analysed"
+        DONE = "done", "Analysed"
+        FAILED = "failed", "Analysis failed"
+
+    merchant = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="garments"
+    )
+    title = models.CharField(max_length=200)
+    sku = models.CharField("SKU", max_length=64)
+    category = models.CharField(max_length=10, choices=Category.choices)
+    description = models.TextField(blank=True)
+    colour = models.CharField(max_length=60, blank=True)
+    material = models.CharField(max_length=100, blank=True)
+    price = models.DecimalField(max_digits=10, decimal_places=2, validators=[MinValueValidator(0)])
+    image = models.ImageField("product image", upload_to=RandomName("garments/images"))
+
+    # Filled by the garment analysis (pipelines.garment), empty until it has run.
+    cutout = models.ImageField(upload_to=RandomName("garments/cutouts"), blank=True)
+    mask = models.ImageField(upload_to=RandomName("garments/masks"), blank=True)
+    canny = models.ImageField("Canny map", upload_to=RandomName("garments/canny"), blank=True)
+    analysis_status = models.CharField(
+        max_length=10, choices=AnalysisStatus.choices, default=AnalysisStatus.PENDING
+    )
+    analysis_message = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "sku"], name="unique_sku_per_merchant")
+        ]
+        indexes = [models.Index(fields=["category", "-created_at"])]
+
+    def __str__(self):
+        return f"{self.title} ({self.sku})"
+
+    def get_absolute_url(self):
+        return reverse("catalog:garment", args=[self.pk])
+
+    def stored_files(self):
+        """The files this garment owns in storage (for clean-up when it goes)."""
+        return [f for f in (self.image, self.cutout, self.mask, self.canny) if f]

@@ -1,0 +1,43 @@
+"""Reads of the catalog."""
+
+from django.db.models import Q, QuerySet
+
+from .models import Garment
+
+MERCHANTS_GROUP = "merchants"
+
+
+def garment_list(*, category: str | None = None, search: str | None = None) -> QuerySet:
+    """Garments for the public catalog, newest first, optionally filtered."""
+    garments = Garment.objects.all()
+    if category:
+        garments = garments.filter(category=category)
+    if search:
+        garments = garments.filter(
+            Q(title__icontains=search)
+            | Q(description__icontains=search)
+            | Q(sku__iexact=search)
+            | Q(colour__icontains=search)
+            | Q(material__icontains=search)
+        )
+    return garments
+
+
+def garment_get(*, pk: int) -> Garment:
+    """One garment of the public catalog; raises ``Garment.DoesNotExist``."""
+    return Garment.objects.select_related("merchant").get(pk=pk)
+
+
+def merchant_garment_list(*, merchant) -> QuerySet:
+    """The garments ``merchant`` owns, newest first."""
+    return Garment.objects.filter(merchant=merchant)
+
+
+def merchant_garment_get(*, merchant, pk: int) -> Garment:
+    """A garment ``merchant`` owns; another merchant's garment raises ``Garment.DoesNotExist``."""
+    return Garment.objects.get(merchant=merchant, pk=pk)
+
+
+def is_merchant(user) -> bool:
+    """Whether ``user`` may use the merchant area (members of the ``merchants`` group)."""
+    return user.is_authenticated and user.groups.filter(name=MERCHANTS_GROUP).exists()

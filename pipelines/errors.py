@@ -1,0 +1,21 @@
+"""Errors raised by the pipelines, each with a message a person can act on."""
+
+
+class PipelineError(Exception):
+    """Base class of every error the pipelines raise on purpose."""
+
+
+class InvalidInputError(PipelineError, ValueError):
+    """An argument has a value the pipeline cannot use; the message names it."""
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(f"{argument}: {message}")
+        self.argument = argument
+
+
+class ModelNotFoundError(PipelineError):
+    """Weights the chosen engine needs are not installed under MODELS_DIR."""
+
+
+class GenerationError(PipelineError):
+    """The generation itself failed (out of memory, a broken model file, ...)."""

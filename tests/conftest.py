@@ -1,0 +1,67 @@
+"""Fixtures shared by the whole suite."""
+
+import io
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from catalog.selectors import MERCHANTS_GROUP
+from pipelines.samples import draw_product_shot
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    """Every test writes its files into its own folder, never into the checkout's media/."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MEDIA_ROOT.mkdir()
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def media_root(_media_in_tmp):
+    return _media_in_tmp
+
+
+def stored_files(media_root):
+    """Every file under the test's media root, as paths relative to it."""
+    files = (path for path in media_root.rglob("*") if path.is_file())
+    return sorted(path.relative_to(media_root).as_posix() for path in files)
+
+
+def image_bytes(fmt="PNG", size=(300, 400), colour=(40, 90, 170), **save_options) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format=fmt, **save_options)
+    return buffer.getvalue()
+
+
+def product_shot_upload(name="shot.png", shape="tshirt", fmt="PNG") -> SimpleUploadedFile:
+    shot = draw_product_shot(shape, size=(384, 512))
+    buffer = io.BytesIO()
+    shot.image.save(buffer, format=fmt)
+    return SimpleUploadedFile(name, buffer.getvalue(), content_type=f"image/{fmt.lower()}")
+
+
+@pytest.fixture
+def make_merchant(django_user_model):
+    group, _ = Group.objects.get_or_create(name=MERCHANTS_GROUP)
+
+    def make(username="merchant-a"):
+        user = django_user_model.objects.create_user(username=username, password="pw-for-tests-1")
+        user.groups.add(group)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def merchant(make_merchant):
+    return make_merchant("merchant-a")
+
+
+@pytest.fixture
+def merchant_client(client, merchant):
+    client.force_login(merchant)
+    return client

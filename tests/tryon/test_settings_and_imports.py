@@ -1,0 +1,83 @@
+"""Process-level rules: safe settings outside DEBUG, and no torch in a web process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY_MODULES = (
+    "torch",
+    "torchvision",
+    "diffusers",
+    "transformers",
+    "controlnet_aux",
+    "segment_anything",
+)
+
+
+def _python(code, **env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_settings_refuse_the_development_secret_key():
+    result = _python(
+        "import django; django.setup()",
+        DJANGO_SETTINGS_MODULE="tryon.settings",
+        DJANGO_DEBUG="false",
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is false" in result.stderr
+
+
+def test_production_settings_need_allowed_hosts_too():
+    result = _python(
+        "import django; django.setup()",
+        DJANGO_SETTINGS_MODULE="tryon.settings",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="x" * 50,
+    )
+    assert "DJANGO_ALLOWED_HOSTS must be set" in result.stderr
+
+
+def test_production_settings_start_when_everything_is_set():
+    result = _python(
+        "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+        DJANGO_SETTINGS_MODULE="tryon.settings",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="x" * 50,
+        DJANGO_ALLOWED_HOSTS="shop.example.com",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_the_web_process_never_imports_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "from tryon.wsgi import application\n"
+        "from django.core.management import call_command\n"
+        "from django.test import Client\n"
+        "call_command('migrate', verbosity=0)\n"
+        "client = Client()\n"
+        "for url in ('/', '/healthz', '/accounts/login/', '/admin/login/'):\n"
+        "    assert client.get(url).status_code == 200, url\n"
+        f"loaded = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
+        "print(','.join(loaded) or 'none')\n"
+    )
+    result = _python(
+        code,
+        DJANGO_DEBUG="true",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        MEDIA_ROOT=str(tmp_path / "media"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "none"

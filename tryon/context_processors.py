@@ -1,0 +1,6 @@
+from catalog.selectors import is_merchant
+
+
+def site(request):
+    """Values every page's navigation needs (lazy: templates call them only when used)."""
+    return {"nav_is_merchant": lambda: is_merchant(request.user)}

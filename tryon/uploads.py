@@ -1,0 +1,99 @@
+"""Uploaded pictures are untrusted: decide the format by content, check limits, re-encode.
+
+Every picture the site stores goes through :func:`clean_image_upload`, which returns new bytes
+written by Pillow (EXIF orientation applied, metadata dropped, nothing appended after the image
+survives) under a random file name. The original upload is never written to storage.
+"""
+
+import io
+import uuid
+import warnings
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow format name -> (file extension, save options). Decided by content, never by file name.
+ACCEPTED_FORMATS = {
+    "JPEG": ("jpg", {"quality": 92, "optimize": True}),
+    "PNG": ("png", {"optimize": True}),
+    "WEBP": ("webp", {"quality": 92}),
+}
+
+
+def _megabytes(n_bytes: int) -> str:
+    return f"{n_bytes / (1024 * 1024):.0f} MB"
+
+
+def _open_untrusted(data: bytes) -> Image.Image:
+    """Open and fully decode ``data``; refuse anything but a complete JPEG, PNG or WebP."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; treat it as a bomb too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS))
+            width, height = image.size
+            if width * height > settings.UPLOAD_MAX_PIXELS:
+                raise ValidationError(
+                    f"The picture is {width}×{height} pixels; the limit is "
+                    f"{settings.UPLOAD_MAX_PIXELS / 1e6:.0f} megapixels.",
+                    code="too_many_pixels",
+                )
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValidationError(
+            f"The picture has more pixels than the limit of "
+            f"{settings.UPLOAD_MAX_PIXELS / 1e6:.0f} megapixels.",
+            code="too_many_pixels",
+        ) from None
+    except UnidentifiedImageError:
+        raise ValidationError(
+            "This file is not a JPEG, PNG or WebP picture.", code="not_an_image"
+        ) from None
+    except (OSError, SyntaxError, ValueError):
+        raise ValidationError(
+            "The picture is damaged or incomplete; please upload it again.", code="corrupt_image"
+        ) from None
+    return image
+
+
+def _normalised(image: Image.Image) -> Image.Image:
+    """Upright pixels in RGB or RGBA, with none of the source file's metadata attached."""
+    upright = ImageOps.exif_transpose(image)
+    has_alpha = upright.mode in ("RGBA", "LA", "PA") or (
+        upright.mode == "P" and "transparency" in upright.info
+    )
+    converted = upright.convert("RGBA" if has_alpha else "RGB")
+    # A fresh image carries pixels only: no EXIF, GPS, XMP, ICC profile or comments.
+    clean = Image.new(converted.mode, converted.size)
+    clean.paste(converted)
+    return clean
+
+
+def clean_image_upload(uploaded) -> ContentFile:
+    """Validate an uploaded picture and return it re-encoded under a random name.
+
+    Raises ``ValidationError`` with a message for the person who uploaded it when the file is not
+    a JPEG/PNG/WebP picture, is damaged, is larger than ``UPLOAD_MAX_BYTES``, has more than
+    ``UPLOAD_MAX_PIXELS`` pixels or is smaller than ``UPLOAD_MIN_SIDE`` on its short side.
+    """
+    if uploaded.size > settings.UPLOAD_MAX_BYTES:
+        raise ValidationError(
+            f"The file is {_megabytes(uploaded.size)}; the limit is "
+            f"{_megabytes(settings.UPLOAD_MAX_BYTES)}.",
+            code="too_large",
+        )
+    uploaded.seek(0)
+    source = _open_untrusted(uploaded.read())
+    if min(source.size) < settings.UPLOAD_MIN_SIDE:
+        raise ValidationError(
+            f"The picture is {source.width}×{source.height} pixels; it must be at least "
+            f"{settings.UPLOAD_MIN_SIDE} pixels on its short side.",
+            code="too_small",
+        )
+    image = _normalised(source)
+    extension, options = ACCEPTED_FORMATS[source.format]
+    buffer = io.BytesIO()
+    image.save(buffer, format=source.format, **options)
+    return ContentFile(buffer.getvalue(), name=f"{uuid.uuid4().hex}.{extension}")

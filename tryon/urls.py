@@ -1,0 +1,20 @@
+from django.conf import settings
+from django.conf.urls.static import static
+from django.contrib import admin
+from django.urls import include, path
+
+from catalog.urls import merchant_urlpatterns
+
+from . import views
+
+urlpatterns = [
+    path("", include("catalog.urls")),
+    path("merchant/", include(merchant_urlpatterns)),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/welcome/", views.after_login, name="after_login"),
+    path("admin/", admin.site.urls),
+    path("healthz", views.healthz, name="healthz"),
+]
+
+# Only for `make run` (DEBUG): production serves media from object storage or the proxy.
+urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
