@@ -1,12 +1,138 @@
-"""``python -m pipelines``: the command-line entry to the generation core."""
+"""``python -m pipelines``: the generation core from the command line.
+
+Commands (each writes into ``--out DIR``; bad input exits 2 with a one-line message):
+
+  analyze PHOTO                        keypoints.json, openpose.png, person_mask.png, canny.png
+  garment IMAGE --category C           cutout.png, mask.png, canny.png, landmarks.json
+  preview --person P --garment G -c C  mask.png, composite.png, openpose.png, canny.png, run.json
+  poses [--out DIR]                    the pose presets as JSON (and their OpenPose maps)
+  weights [--models-dir DIR]           the model files installed in MODELS_DIR
+"""
 
 import argparse
+import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
+
 from .engines import find_weights
-from .errors import PipelineError
+from .errors import InvalidInputError, PipelineError
+from .types import CATEGORIES
+
+
+def _load_image(path: str, argument: str) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except FileNotFoundError:
+        raise InvalidInputError(argument, f"no such file: {path}") from None
+    except (UnidentifiedImageError, OSError):
+        raise InvalidInputError(argument, f"{path} is not a picture Pillow can read") from None
+
+
+def _out_dir(args) -> Path:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _points(points) -> list[list[float]]:
+    return [[round(x, 1), round(y, 1), round(score, 3)] for x, y, score in points]
+
+
+def _cmd_analyze(args) -> dict:
+    from .canny import canny_map
+    from .person import analyze_person, render_openpose
+
+    photo = _load_image(args.photo, "photo").convert("RGB")
+    person = analyze_person(photo)
+    out = _out_dir(args)
+    keypoints = {
+        "width": person.width,
+        "height": person.height,
+        "body": _points(person.body),
+        "hands": {"right": _points(person.right_hand), "left": _points(person.left_hand)},
+        "face": _points(person.face),
+    }
+    _write_json(out / "keypoints.json", keypoints)
+    render_openpose(person).save(out / "openpose.png")
+    Image.fromarray(person.silhouette).save(out / "person_mask.png")
+    canny_map(photo).save(out / "canny.png")
+    return {"out": str(out), "body_points_found": sum(1 for p in person.body if p[2] > 0)}
+
+
+def _landmarks_json(landmarks) -> dict:
+    return {name: [round(x, 1), round(y, 1)] for name, (x, y) in landmarks.items()}
+
+
+def _cmd_garment(args) -> dict:
+    from .garment import analyze_garment
+
+    image = _load_image(args.image, "image")
+    analysis = analyze_garment(image, args.category)
+    out = _out_dir(args)
+    analysis.cutout.save(out / "cutout.png")
+    analysis.mask.save(out / "mask.png")
+    analysis.canny.save(out / "canny.png")
+    _write_json(out / "landmarks.json", _landmarks_json(analysis.landmarks))
+    return {"out": str(out), "method": analysis.method, "landmarks": sorted(analysis.landmarks)}
+
+
+def _warm_up() -> None:
+    """Build the pose graphs and import the map-drawing libraries (one-time costs)."""
+    from .canny import canny_map
+    from .person import analyze_person
+
+    tiny = Image.new("RGB", (256, 256), (128, 128, 128))
+    with contextlib.suppress(InvalidInputError):  # nobody in a grey square; graphs are built
+        analyze_person(tiny)
+    canny_map(tiny)
+
+
+def _cmd_preview(args) -> dict:
+    from .canny import canny_map
+    from .garment import analyze_garment
+    from .person import render_openpose
+    from .preview import preview_tryon, timed
+
+    photo = _load_image(args.person, "person").convert("RGB")
+    product = _load_image(args.garment, "garment")
+    one_time: dict[str, float] = {}
+    timed(one_time, "load", _warm_up)
+    garment = timed(one_time, "garment", lambda: analyze_garment(product, args.category))
+    result = preview_tryon(photo, garment)
+    out = _out_dir(args)
+    result.tryon.mask.save(out / "mask.png")
+    result.composite.save(out / "composite.png")
+    render_openpose(result.person).save(out / "openpose.png")
+    canny_map(result.warped).save(out / "canny.png")
+    timings = {**result.timings_ms, **one_time}
+    _write_json(out / "run.json", {"timings_ms": timings, "category": args.category})
+    return {"out": str(out), "timings_ms": timings}
+
+
+def _cmd_poses(args) -> list:
+    from .poses import PRESETS
+
+    listing = [
+        {"name": p.name, "title": p.title, "description": p.description, "body": _points(p.body)}
+        for p in PRESETS.values()
+    ]
+    if args.out:
+        from .person import render_openpose
+
+        out = _out_dir(args)
+        for preset in PRESETS.values():
+            render_openpose(preset.person()).save(out / f"{preset.name}.png")
+    return listing
 
 
 def _cmd_weights(args) -> dict:
@@ -18,9 +144,43 @@ def _cmd_weights(args) -> dict:
     }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end like every other bad input: one line on stderr, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see python -m pipelines --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
+    parser = _Parser(
+        prog="python -m pipelines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    analyze = commands.add_parser("analyze", help="pose, silhouette and maps of a person photo")
+    analyze.add_argument("photo")
+    analyze.add_argument("--out", required=True)
+    analyze.set_defaults(handler=_cmd_analyze)
+
+    garment = commands.add_parser("garment", help="cut-out, mask, Canny map of a product shot")
+    garment.add_argument("image")
+    garment.add_argument("--category", "-c", required=True, choices=CATEGORIES)
+    garment.add_argument("--out", required=True)
+    garment.set_defaults(handler=_cmd_garment)
+
+    preview = commands.add_parser("preview", help="the instant try-on preview")
+    preview.add_argument("--person", required=True)
+    preview.add_argument("--garment", required=True)
+    preview.add_argument("--category", "-c", required=True, choices=CATEGORIES)
+    preview.add_argument("--out", required=True)
+    preview.set_defaults(handler=_cmd_preview)
+
+    poses = commands.add_parser("poses", help="list the pose presets (and render them)")
+    poses.add_argument("--out")
+    poses.set_defaults(handler=_cmd_poses)
+
     weights = commands.add_parser("weights", help="list the model files installed in MODELS_DIR")
     weights.add_argument("--models-dir", default="models")
     weights.set_defaults(handler=_cmd_weights)
@@ -29,11 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    started = time.perf_counter()
     try:
         result = args.handler(args)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # an unwritable --out, a full disk
+        print(
+            f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
+        return 2
+    if isinstance(result, dict):
+        result["seconds"] = round(time.perf_counter() - started, 2)
     print(json.dumps(result, indent=2))
     return 0
 

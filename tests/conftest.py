@@ -11,6 +11,17 @@ from pipelines.samples import draw_product_shot
 
 
 @pytest.fixture(autouse=True)
+def _celery_runs_tasks_inline():
+    """Tasks queued by the code under test run at once, in the test's process."""
+    from tryon.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture(autouse=True)
 def _media_in_tmp(settings, tmp_path):
     """Every test writes its files into its own folder, never into the checkout's media/."""
     settings.MEDIA_ROOT = tmp_path / "media"

@@ -1,0 +1,68 @@
+"""Stages 1–4 on CPU: per-try-on milliseconds on a 1024-px photo, and the garment analysis.
+
+Run from the repository root: ``python bench/preprocess.py``. Models and graphs are loaded once
+(reported as ``load_ms``), then each figure is the median of several warm runs. The last stdout
+line is one JSON object. ``person_share`` puts the per-try-on total against its unavoidable
+part, the pose network, measured in the same run.
+"""
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from PIL import Image
+from skimage import data
+
+from pipelines.garment import analyze_garment
+from pipelines.preview import preview_tryon
+from pipelines.samples import draw_product_shot
+
+RUNS = 7
+
+
+def _median(values) -> float:
+    return round(statistics.median(values), 1)
+
+
+def main() -> None:
+    photo = Image.fromarray(data.astronaut()).resize((1024, 1024), Image.LANCZOS)
+    shot = draw_product_shot("tshirt", size=(768, 1024), background="gradient", label="TRY").image
+
+    start = time.perf_counter()
+    garment = analyze_garment(shot, "upper")
+    preview_tryon(photo, garment)
+    load_ms = (time.perf_counter() - start) * 1000
+
+    garment_ms = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        garment = analyze_garment(shot, "upper")
+        garment_ms.append((time.perf_counter() - start) * 1000)
+
+    stages: dict[str, list[float]] = {}
+    for _ in range(RUNS):
+        for stage, ms in preview_tryon(photo, garment).timings_ms.items():
+            stages.setdefault(stage, []).append(ms)
+    medians = {stage: _median(values) for stage, values in stages.items()}
+    print(
+        json.dumps(
+            {
+                "photo": "1024x1024",
+                "garment_shot": "768x1024",
+                "runs": RUNS,
+                "stages_ms": medians,
+                "total_ms": medians["total"],
+                "person_share": round(medians["person"] / medians["total"], 2),
+                "garment_analysis_ms": _median(garment_ms),
+                "first_run_ms": round(load_ms, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

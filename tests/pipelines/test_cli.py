@@ -1,0 +1,141 @@
+"""``python -m pipelines``: analyze, garment, preview and poses on real and drawn pictures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from pipelines.__main__ import main
+from pipelines.poses import CANVAS, PRESETS
+from pipelines.samples import draw_product_shot
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pictures")
+    Image.fromarray(data.astronaut()).save(folder / "astronaut.png")
+    draw_product_shot("tshirt", size=(384, 512), label="TRY").image.save(folder / "tee.png")
+    (folder / "notes.txt").write_text("not a picture")
+    Image.new("RGB", (100, 300), "white").save(folder / "small.png")
+    Image.new("RGB", (400, 400), (120, 160, 120)).save(folder / "empty_room.png")
+    return folder
+
+
+def _sizes(folder: Path, *names) -> set:
+    return {Image.open(folder / name).size for name in names}
+
+
+def test_analyze_writes_keypoints_and_maps_of_the_photos_size(pictures, tmp_path):
+    assert main(["analyze", str(pictures / "astronaut.png"), "--out", str(tmp_path)]) == 0
+    keypoints = json.loads((tmp_path / "keypoints.json").read_text())
+    assert (keypoints["width"], keypoints["height"]) == (512, 512)
+    assert len(keypoints["body"]) == 18
+    nose, neck, r_shoulder, l_shoulder = (keypoints["body"][i] for i in (0, 1, 2, 5))
+    assert nose[2] > 0.5 and r_shoulder[0] < l_shoulder[0]
+    assert neck[1] > nose[1]
+    assert set(keypoints["hands"]) == {"right", "left"}
+    assert len(keypoints["face"]) in (0, 68)
+    assert _sizes(tmp_path, "openpose.png", "person_mask.png", "canny.png") == {(512, 512)}
+    silhouette = np.asarray(Image.open(tmp_path / "person_mask.png"))
+    assert silhouette[300, 200] == 255 and silhouette[5, 5] == 0
+
+
+def test_garment_writes_cutout_mask_canny_and_landmarks(pictures, tmp_path):
+    assert main(["garment", str(pictures / "tee.png"), "-c", "upper", "--out", str(tmp_path)]) == 0
+    assert _sizes(tmp_path, "cutout.png", "mask.png", "canny.png") == {(384, 512)}
+    assert Image.open(tmp_path / "cutout.png").mode == "RGBA"
+    landmarks = json.loads((tmp_path / "landmarks.json").read_text())
+    assert {"r_shoulder", "l_shoulder", "r_sleeve_end", "l_sleeve_end", "r_hem", "l_hem"} <= set(
+        landmarks
+    )
+
+
+def test_preview_writes_the_composite_and_timings(pictures, tmp_path):
+    args = [
+        "preview",
+        "--person",
+        str(pictures / "astronaut.png"),
+        "--garment",
+        str(pictures / "tee.png"),
+        "-c",
+        "upper",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(args) == 0
+    names = ("mask.png", "composite.png", "openpose.png", "canny.png")
+    assert _sizes(tmp_path, *names) == {(512, 512)}
+    timings = json.loads((tmp_path / "run.json").read_text())["timings_ms"]
+    assert {"person", "mask", "warp", "composite", "total", "load", "garment"} <= set(timings)
+    per_tryon = timings["person"] + timings["mask"] + timings["warp"] + timings["composite"]
+    assert per_tryon <= timings["total"] < per_tryon + timings["load"] + timings["garment"]
+    photo = np.asarray(Image.open(pictures / "astronaut.png").convert("RGB"))
+    preview = np.asarray(Image.open(tmp_path / "composite.png"))
+    outside = np.asarray(Image.open(tmp_path / "mask.png")) == 0
+    assert np.array_equal(preview[outside], photo[outside])
+    assert not np.array_equal(preview, photo)
+
+
+def test_poses_lists_and_renders_the_presets(tmp_path, capsys):
+    assert main(["poses"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [pose["name"] for pose in listing] == list(PRESETS)
+    assert main(["poses", "--out", str(tmp_path)]) == 0
+    for name in PRESETS:
+        rendered = np.asarray(Image.open(tmp_path / f"{name}.png"))
+        assert rendered.shape == (CANVAS[1], CANVAS[0], 3) and rendered.max() > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["analyze", "{pictures}/notes.txt"], "photo: {pictures}/notes.txt is not a picture"),
+        (["analyze", "{pictures}/missing.png"], "photo: no such file"),
+        (["analyze", "{pictures}/small.png"], "128"),
+        (["analyze", "{pictures}/empty_room.png"], "no person found"),
+        (["garment", "{pictures}/tee.png", "-c", "hat"], "invalid choice: 'hat'"),
+        (["garment", "{pictures}/empty_room.png", "-c", "upper"], "no garment"),
+    ],
+    ids=["not-a-picture", "missing", "too-small", "no-person", "bad-category", "no-garment"],
+)
+def test_bad_input_exits_2_with_one_line(pictures, tmp_path, capsys, args, message):
+    args = [arg.format(pictures=pictures) for arg in args] + ["--out", str(tmp_path / "out")]
+    try:
+        code = main(args)
+    except SystemExit as usage_error:  # argparse's own checks exit instead of returning
+        code = usage_error.code
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and error.startswith("error: ")
+    assert message.format(pictures=pictures) in error
+
+
+def test_the_module_runs_as_a_program(pictures):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines",
+            "garment",
+            str(pictures / "notes.txt"),
+            "-c",
+            "upper",
+            "--out",
+            "/tmp/unused",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: image: {pictures / 'notes.txt'} is not a picture Pillow can read"
+    ]
