@@ -34,7 +34,11 @@ class GarmentAdmin(admin.ModelAdmin):
     list_filter = ("category", "analysis_status", "merchant")
     search_fields = ("title", "sku", "description", "colour", "material", "merchant__username")
     list_select_related = ("merchant",)
+    actions = ["reanalyse"]
     readonly_fields = (
+        "analysis_status",
+        "analysis_message",
+        "landmarks",
         "preview",
         "cutout_preview",
         "mask_preview",
@@ -52,6 +56,7 @@ class GarmentAdmin(admin.ModelAdmin):
                 "fields": (
                     "analysis_status",
                     "analysis_message",
+                    "landmarks",
                     "cutout_preview",
                     "mask_preview",
                     "canny_preview",
@@ -80,6 +85,12 @@ class GarmentAdmin(admin.ModelAdmin):
     @admin.display(description="Canny map")
     def canny_preview(self, garment):
         return _thumbnail(garment.canny, 240)
+
+    @admin.action(description="Re-analyse the selected garments")
+    def reanalyse(self, request, queryset):
+        for garment in queryset:
+            services.garment_reanalyse(garment=garment)
+        self.message_user(request, f"{queryset.count()} garment(s) queued for analysis.")
 
     def get_changeform_initial_data(self, request):
         return {"merchant": request.user.pk, **super().get_changeform_initial_data(request)}

@@ -41,8 +41,6 @@ class GarmentAdminForm(forms.ModelForm):
             "material",
             "description",
             "image",
-            "analysis_status",
-            "analysis_message",
         ]
 
 

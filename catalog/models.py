@@ -57,6 +57,8 @@ class Garment(models.Model):
         max_length=10, choices=AnalysisStatus.choices, default=AnalysisStatus.PENDING
     )
     analysis_message = models.TextField(blank=True)
+    # Named garment points (pipelines.types.GarmentAnalysis.landmarks) the warp fits to a body.
+    landmarks = models.JSONField(default=dict, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

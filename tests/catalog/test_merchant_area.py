@@ -189,16 +189,23 @@ def test_replacing_the_picture_deletes_the_old_files_and_resets_the_analysis(
     )
     old_files = {garment.image.name, garment.cutout.name}
     assert old_files <= set(stored_files(media_root))
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks() as callbacks:
         response = merchant_client.post(
             reverse("merchant:garment_edit", args=[garment.pk]),
             {**FORM, "image": product_shot_upload("new.png", shape="hoodie")},
         )
     assert response.status_code == 302
     garment.refresh_from_db()
+    # Committed, before the queued work has run: the stale analysis is no longer shown.
     assert garment.analysis_status == Garment.AnalysisStatus.PENDING
     assert not garment.cutout
-    assert stored_files(media_root) == [garment.image.name]
+    for callback in callbacks:  # old files deleted, new picture analysed
+        callback()
+    garment.refresh_from_db()
+    assert garment.analysis_status == Garment.AnalysisStatus.DONE
+    current = {garment.image.name, garment.cutout.name, garment.mask.name, garment.canny.name}
+    assert set(stored_files(media_root)) == current
+    assert not old_files & current
 
 
 def test_delete_removes_the_row_and_its_files(
