@@ -51,6 +51,10 @@ def test_merchant_uploads_a_garment_and_staff_see_it(page, live_server, settings
     page.get_by_role("button", name="Add garment").click()
     page.get_by_text("“Browser tee” was added to your catalog.").wait_for()
     assert Garment.objects.get(sku="BROWSER-1").merchant.username == DEMO_MERCHANT
+    # The analysis ran (inline in tests, in the worker under `make run`): the cut-out shows.
+    page.get_by_role("link", name="Edit").first.click()
+    page.get_by_text("Analysed").wait_for()
+    assert page.get_by_alt_text("Cut-out of the garment").is_visible()
     page.screenshot(path=str(tmp_path / "merchant.png"), full_page=True)
 
     page.get_by_role("button", name=f"Sign out ({DEMO_MERCHANT})").click()

@@ -203,3 +203,36 @@ def test_the_warped_tee_lands_on_the_torso_in_its_own_colour():
     patch = preview[y - 5 : y + 5, x - 5 : x + 5].reshape(-1, 3).mean(axis=0)
     # Blue like the tee (the shading may darken it), no longer the old red top.
     assert patch[2] > 120 and patch[0] < 90
+
+
+@pytest.fixture(scope="module")
+def real_people():
+    """(photo, PersonAnalysis) for the two real photographs that ship with installed packages."""
+    import matplotlib.cbook
+    from skimage import data
+
+    from pipelines.person import analyze_person
+
+    grace = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    photos = [Image.fromarray(data.astronaut()), grace.convert("RGB")]
+    return [(photo, analyze_person(photo)) for photo in photos]
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["astronaut", "grace_hopper"])
+def test_real_photo_mask_covers_the_chest_and_spares_the_face(real_people, index):
+    photo, person = real_people[index]
+    result = tryon_mask(person, photo, "upper", _tee())
+    mask = np.asarray(result.mask)
+    neck = np.array(person.point("neck"))
+    # A fifth of a shoulder width below the neck: Grace Hopper's photo ends soon after.
+    chest_x, chest_y = (neck + result.frame.down * 0.2 * result.frame.shoulder_width).astype(int)
+    assert mask[chest_y, chest_x] == 255
+    assert len(person.face) == 68
+    for x, y, _ in person.face:
+        assert mask[int(y), int(x)] == 0
+    warped = warp_garment(_tee(), person, result)
+    preview = np.asarray(composite(photo, warped, result))
+    outside = mask == 0
+    assert np.array_equal(preview[outside], np.asarray(photo)[outside])
+    # The chest now shows the new tee's blue.
+    assert preview[chest_y, chest_x][2] > preview[chest_y, chest_x][0]
