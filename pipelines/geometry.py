@@ -6,6 +6,7 @@ the mask and the warped garment in agreement.
 """
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -132,6 +133,21 @@ def limb_chain(person: PersonAnalysis, frame: BodyFrame, side: str, kind: str) -
         guess = chain[-1] + (frame.down + outward * spread) * step
         chain.append(np.asarray(found, dtype=np.float64) if found is not None else guess)
     return chain
+
+
+def chain_prefix(chain: list[np.ndarray], fraction: float) -> list[np.ndarray]:
+    """The first ``fraction`` (0–1) of the polyline ``chain``, by length, as a polyline."""
+    segments = list(pairwise(chain))
+    lengths = [float(np.hypot(*(b - a))) for a, b in segments]
+    remaining = max(0.0, fraction) * sum(lengths)
+    prefix = [chain[0]]
+    for (a, b), length in zip(segments, lengths, strict=True):
+        if remaining <= length:
+            prefix.append(a + (b - a) * (remaining / max(length, 1e-6)))
+            return prefix
+        prefix.append(b)
+        remaining -= length
+    return prefix
 
 
 @dataclass(frozen=True)

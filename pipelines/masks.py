@@ -24,6 +24,7 @@ from .geometry import (
     BodyFrame,
     GarmentFit,
     body_frame,
+    chain_prefix,
     garment_fit,
     limb_chain,
 )
@@ -65,16 +66,11 @@ def _fill(canvas: np.ndarray, polygon) -> None:
 
 
 def _stroke(canvas: np.ndarray, chain: list[np.ndarray], coverage: float, thickness: float):
-    """Draw the first ``coverage`` (0–1) of the polyline ``chain`` with round ends."""
-    segments = list(pairwise(chain))
-    lengths = [float(np.hypot(*(b - a))) for a, b in segments]
-    remaining = coverage * sum(lengths)
-    for (a, b), length in zip(segments, lengths, strict=True):
-        if remaining <= 0 or length < 1e-6:
-            break
-        end = a + (b - a) * min(1.0, remaining / length)
-        cv2.line(canvas, tuple(_pts(a)), tuple(_pts(end)), 1, max(1, int(thickness)), cv2.LINE_8)
-        remaining -= length
+    """Draw the first ``coverage`` (0–1) of the polyline ``chain``."""
+    if coverage <= 0:
+        return
+    for a, b in pairwise(chain_prefix(chain, coverage)):
+        cv2.line(canvas, tuple(_pts(a)), tuple(_pts(b)), 1, max(1, int(thickness)), cv2.LINE_8)
 
 
 def _upper_region(canvas, person, frame: BodyFrame, fit: GarmentFit, widen: float) -> None:

@@ -32,7 +32,6 @@ def _skeleton(**points: tuple[float, float]) -> tuple[tuple[float, float, float]
     return tuple((*points[part], 1.0) if part in points else (0.0, 0.0, 0.0) for part in BODY_PARTS)
 
 
-# The face points every front-facing preset shares, shifted per pose by the nose position.
 def _face(nose_x: float, nose_y: float, turn: float = 0.0) -> dict[str, tuple[float, float]]:
     """Eyes and ears around the nose; ``turn`` > 0 turns the head toward the image's right."""
     return {

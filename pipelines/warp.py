@@ -7,8 +7,6 @@ light falloff) is then transferred onto the garment so it does not look pasted, 
 is composited inside the try-on mask: every pixel where the mask is 0 is exactly the photo's.
 """
 
-from itertools import pairwise
-
 import cv2
 import numpy as np
 from PIL import Image
@@ -20,6 +18,7 @@ from .geometry import (
     LEG_LENGTH,
     BodyFrame,
     GarmentFit,
+    chain_prefix,
     limb_chain,
 )
 from .masks import WAIST_ABOVE_HIPS, TryOnMask
@@ -115,18 +114,6 @@ def _swing_sleeve(part: np.ndarray, garment_ends, body_ends, box) -> np.ndarray:
     )
 
 
-def _along_limb(chain, fraction: float) -> np.ndarray:
-    """The point ``fraction`` of the way along a shoulder→elbow→wrist polyline."""
-    segments = list(pairwise(chain))
-    lengths = [float(np.hypot(*(b - a))) for a, b in segments]
-    remaining = fraction * sum(lengths)
-    for (a, b), length in zip(segments, lengths, strict=True):
-        if remaining <= length:
-            return a + (b - a) * (remaining / max(length, 1e-6))
-        remaining -= length
-    return chain[-1]
-
-
 def _distance(a, b) -> float:
     return float(np.hypot(a[0] - b[0], a[1] - b[1]))
 
@@ -152,7 +139,7 @@ def _top_targets(marks, person, frame: BodyFrame, fit: GarmentFit) -> dict[str, 
     for side in ("r", "l"):
         if f"{side}_sleeve_end" in marks:
             chain = limb_chain(person, frame, side, "arm")
-            targets[f"{side}_sleeve_end"] = _along_limb(chain, max(fit.sleeve, 0.1))
+            targets[f"{side}_sleeve_end"] = chain_prefix(chain, max(fit.sleeve, 0.1))[-1]
     return targets
 
 
@@ -166,7 +153,7 @@ def _bottom_targets(marks, person, frame: BodyFrame, fit: GarmentFit) -> dict[st
     if fit.legs:
         for side in ("r", "l"):
             outward = across if side == "r" else -across
-            ankle = _along_limb(limb_chain(person, frame, side, "leg"), reach)
+            ankle = chain_prefix(limb_chain(person, frame, side, "leg"), reach)[-1]
             targets[f"{side}_hem"] = ankle + outward * 0.2 * sw
         if "crotch" in marks:
             targets["crotch"] = frame.mid_hip + down * 0.3 * sw
