@@ -139,7 +139,12 @@ def seed_demo() -> dict:
 
     created = 0
     for demo in DEMO_GARMENTS:
-        if Garment.objects.filter(merchant=merchant, sku=demo.sku).exists():
+        existing = Garment.objects.filter(merchant=merchant, sku=demo.sku).first()
+        if existing is not None:
+            # A demo catalog from before the analysis existed (or whose analysis failed) is
+            # analysed again, so `make run` always shows cut-outs.
+            if existing.analysis_status != Garment.AnalysisStatus.DONE:
+                services.garment_reanalyse(garment=existing)
             continue
         shot = draw_product_shot(
             demo.shape, colour=demo.rgb, stripes=demo.stripes, label=demo.label

@@ -51,3 +51,14 @@ def test_seed_demo_refuses_to_run_without_debug(settings):
     with pytest.raises(CommandError, match="local checkout"):
         call_command("seed_demo")
     assert Garment.objects.count() == 0
+
+
+def test_seed_demo_reanalyses_demo_garments_left_without_analysis(
+    settings, capsys, django_capture_on_commit_callbacks
+):
+    _run(settings, capsys)
+    Garment.objects.update(analysis_status="pending")
+    with django_capture_on_commit_callbacks(execute=True):
+        _run(settings, capsys)
+    statuses = set(Garment.objects.values_list("analysis_status", flat=True))
+    assert statuses == {"done"}
