@@ -7,6 +7,8 @@ Commands (each writes into ``--out DIR``; bad input exits 2 with a one-line mess
   preview --person P --garment G -c C  mask.png, composite.png, openpose.png, canny.png, run.json
   poses [--out DIR]                    the pose presets as JSON (and their OpenPose maps)
   weights [--models-dir DIR]           the model files installed in MODELS_DIR
+  models [--models DIR]                every model with its kind, name, path and WebUI hash
+  make-tiny DIR                        write the tiny random-weight model kit (tests, smoke runs)
 """
 
 import argparse
@@ -151,6 +153,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see python -m pipelines --help)\n")
 
 
+def _cmd_models(args) -> list:
+    from .registry import model_hash, scan_models
+
+    return [
+        {"kind": e.kind, "name": e.name, "path": str(e.path), "hash": model_hash(e)}
+        for e in scan_models(Path(args.models))
+    ]
+
+
+def _cmd_make_tiny(args) -> dict:
+    from .tiny import make_tiny
+
+    return {"models_dir": str(make_tiny(Path(args.directory)))}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m pipelines",
@@ -184,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     weights = commands.add_parser("weights", help="list the model files installed in MODELS_DIR")
     weights.add_argument("--models-dir", default="models")
     weights.set_defaults(handler=_cmd_weights)
+    models = commands.add_parser("models", help="list installed models with their WebUI hashes")
+    models.add_argument("--models", default="models", help="the models folder (MODELS_DIR)")
+    models.set_defaults(handler=_cmd_models)
+
+    make_tiny = commands.add_parser("make-tiny", help="write the tiny random-weight model kit")
+    make_tiny.add_argument("directory")
+    make_tiny.set_defaults(handler=_cmd_make_tiny)
     return parser
 
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidInputError, ModelNotFoundError
+from .registry import MODEL_KINDS, scan_models
 
 ENGINES = ("auto", "sd", "preview", "tiny")
-# ComfyUI's folder names, so a user can point MODELS_DIR at an existing ComfyUI models folder.
-MODEL_FOLDERS = ("checkpoints", "controlnet", "vae", "loras", "sams", "annotators")
-WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".bin", ".pt")
+# The model kinds, named after ComfyUI's folders (the WebUI's names are accepted as well).
+MODEL_FOLDERS = MODEL_KINDS
 
 
 @dataclass(frozen=True)
@@ -31,27 +31,19 @@ class InstalledWeights:
         return {folder: len(names) for folder, names in self.by_folder.items()}
 
 
-def _is_diffusers_folder(path: Path) -> bool:
-    return path.is_dir() and (
-        (path / "model_index.json").is_file() or (path / "config.json").is_file()
-    )
-
-
 def find_weights(models_dir: Path) -> InstalledWeights:
-    """List the model files and diffusers folders installed in each ComfyUI-style folder."""
+    """List the model files and diffusers folders installed for each kind of model.
+
+    ComfyUI's folder names and the WebUI's (``Stable-diffusion/``, ``ControlNet/``, ``Lora/``,
+    ``VAE/``) both count; names are paths below the folder, with the file suffix.
+    """
     models_dir = Path(models_dir)
-    by_folder = {}
-    for folder in MODEL_FOLDERS:
-        root = models_dir / folder
-        names = []
-        if root.is_dir():
-            for entry in sorted(root.iterdir()):
-                if (entry.is_file() and entry.suffix.lower() in WEIGHT_SUFFIXES) or (
-                    _is_diffusers_folder(entry)
-                ):
-                    names.append(entry.name)
-        by_folder[folder] = tuple(names)
-    return InstalledWeights(models_dir=models_dir, by_folder=by_folder)
+    by_folder: dict[str, list[str]] = {kind: [] for kind in MODEL_FOLDERS}
+    for entry in scan_models(models_dir):
+        by_folder[entry.kind].append(entry.filename)
+    return InstalledWeights(
+        models_dir=models_dir, by_folder={kind: tuple(names) for kind, names in by_folder.items()}
+    )
 
 
 def resolve_engine(requested: str, weights: InstalledWeights) -> str:
@@ -66,3 +58,15 @@ def resolve_engine(requested: str, weights: InstalledWeights) -> str:
             f"ControlNet in {weights.models_dir / 'controlnet'}; none found"
         )
     return requested
+
+
+def engine_models_dir(engine: str, models_dir: Path) -> Path:
+    """The MODELS_DIR an engine loads from; for ``tiny``, its kit, built on first use.
+
+    Only workers call this: building the kit needs torch, which the web process never imports.
+    """
+    if engine != "tiny":
+        return Path(models_dir)
+    from .tiny import ensure_tiny
+
+    return ensure_tiny(Path(models_dir))

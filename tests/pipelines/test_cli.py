@@ -139,3 +139,26 @@ def test_the_module_runs_as_a_program(pictures):
     assert result.stderr.strip().splitlines() == [
         f"error: image: {pictures / 'notes.txt'} is not a picture Pillow can read"
     ]
+
+
+def test_models_lists_the_tiny_kit_with_webui_hashes(tiny_kit, capsys):
+    import hashlib
+
+    assert main(["models", "--models", str(tiny_kit)]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    kinds = sorted(entry["kind"] for entry in listing)
+    assert kinds == ["checkpoints", "controlnet", "controlnet", "loras"]
+    canny = next(entry for entry in listing if entry["name"] == "tiny-canny")
+    weights = Path(canny["path"]) / "diffusion_pytorch_model.safetensors"
+    assert canny["hash"] == hashlib.sha256(weights.read_bytes()).hexdigest()[:10]
+
+
+def test_make_tiny_writes_a_kit_the_registry_finds(tmp_path, capsys):
+    from pipelines.registry import scan_models
+
+    assert main(["make-tiny", str(tmp_path / "kit")]) == 0
+    assert {entry.kind for entry in scan_models(tmp_path / "kit")} == {
+        "checkpoints",
+        "controlnet",
+        "loras",
+    }

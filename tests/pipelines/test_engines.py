@@ -1,11 +1,14 @@
 """Engine choice and weights discovery (no torch involved)."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from pipelines.__main__ import main
-from pipelines.engines import find_weights, resolve_engine
+from pipelines.engines import engine_models_dir, find_weights, resolve_engine
 from pipelines.errors import InvalidInputError, ModelNotFoundError
 
 
@@ -63,3 +66,43 @@ def test_cli_lists_weights(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["weights"]["vae"] == ["vae-ft-mse.safetensors"]
     assert report["can_run_sd"] is False
+
+
+def test_webui_folder_names_count_as_their_comfyui_kinds(tmp_path):
+    _install(
+        tmp_path,
+        "Stable-diffusion/sd15/realistic.safetensors",
+        "ControlNet/control_v11p_sd15_openpose.pth",
+        "Lora/detail.safetensors",
+        "VAE/vae-ft-mse.safetensors",
+    )
+    weights = find_weights(tmp_path)
+    assert weights.by_folder["checkpoints"] == ("sd15/realistic.safetensors",)
+    assert weights.by_folder["controlnet"] == ("control_v11p_sd15_openpose.pth",)
+    assert weights.by_folder["loras"] == ("detail.safetensors",)
+    assert weights.by_folder["vae"] == ("vae-ft-mse.safetensors",)
+    assert resolve_engine("auto", weights) == "sd"
+
+
+def test_only_the_tiny_engine_gets_its_own_models_dir(tmp_path, monkeypatch):
+    from pipelines import tiny
+
+    built = []
+    monkeypatch.setattr(tiny, "ensure_tiny", lambda models_dir: built.append(models_dir) or "kit")
+    assert engine_models_dir("sd", tmp_path) == tmp_path
+    assert engine_models_dir("preview", tmp_path) == tmp_path
+    assert built == []
+    assert engine_models_dir("tiny", tmp_path) == "kit"
+    assert built == [tmp_path]
+
+
+def test_weights_discovery_does_not_import_torch(tmp_path):
+    _install(tmp_path, "checkpoints/a.safetensors", "controlnet/b.safetensors")
+    code = (
+        "import sys; from pathlib import Path; from pipelines import engines, registry, tiny; "
+        f"models = Path({str(tmp_path)!r}); "
+        "engines.resolve_engine('auto', engines.find_weights(models)); "
+        "registry.scan_models(models); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
