@@ -13,8 +13,7 @@ body. torch, segment_anything and controlnet_aux are imported only inside the fu
 them: importing them costs seconds.
 """
 
-import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from PIL import Image
 
 from .canny import canny_map
 from .errors import InvalidInputError, ModelNotFoundError
+from .registry import load_state_dict
 from .types import CATEGORIES, GarmentAnalysis
 
 if TYPE_CHECKING:
@@ -643,7 +643,8 @@ def load_sam_predictor(
             f"{checkpoint.name}: say vit_b, vit_l or vit_h (in the file name or as model_type), "
             f"not {model_type!r}",
         )
-    state = _plain_state_dict(checkpoint)
+    # The registry's loader: safetensors, or pickles with weights_only=True, nothing else.
+    state = load_state_dict(checkpoint)
     from segment_anything import SamPredictor, sam_model_registry
 
     model = (builder or sam_model_registry[model_type])()
@@ -656,37 +657,3 @@ def load_sam_predictor(
         ) from error
     model.to(device).eval()
     return SamPredictor(model)
-
-
-def _plain_state_dict(path: Path) -> Mapping[str, Any]:
-    """The file's tensors by name, never unpickling anything but tensors."""
-    import torch
-
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except SafetensorError as error:
-            raise InvalidInputError(
-                "checkpoint", f"{path.name} is not a readable .safetensors file: {error}"
-            ) from error
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise InvalidInputError(
-            "checkpoint",
-            f"{path.name} cannot be loaded as plain weights: it holds Python objects (or is not "
-            "a checkpoint), and unpickling those can run arbitrary code, so it is refused; "
-            "use a state dict of tensors or a .safetensors file",
-        ) from error
-    except (RuntimeError, EOFError, OSError) as error:
-        raise InvalidInputError(
-            "checkpoint", f"{path.name} is not a readable checkpoint"
-        ) from error
-    if not isinstance(state, Mapping) or not all(
-        isinstance(value, torch.Tensor) for value in state.values()
-    ):
-        raise InvalidInputError("checkpoint", f"{path.name} is not a state dict of tensors")
-    return state

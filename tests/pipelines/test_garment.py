@@ -423,9 +423,9 @@ def test_load_sam_predictor_refuses_pickles_that_need_full_unpickling(tmp_path):
     marker = tmp_path / "pwned"
     checkpoint = tmp_path / "sam_vit_b_evil.pth"
     torch.save({"weight": WritesAMarker(marker)}, checkpoint)
-    with pytest.raises(InvalidInputError, match="arbitrary code") as error:
+    with pytest.raises(InvalidInputError, match="needs full unpickling") as error:
         load_sam_predictor(checkpoint, builder=tiny_sam)
-    assert error.value.argument == "checkpoint"
+    assert error.value.argument == "model"
     assert not marker.exists()
 
 
