@@ -7,6 +7,8 @@ Commands (each writes into ``--out DIR``; bad input exits 2 with a one-line mess
   preview --person P --garment G -c C  mask.png, composite.png, openpose.png, canny.png, run.json
   poses [--out DIR]                    the pose presets as JSON (and their OpenPose maps)
   weights [--models-dir DIR]           the model files installed in MODELS_DIR
+  samplers                             the WebUI sampler names this engine understands
+  infotext FILE                        the generation parameters in a PNG (or a text file)
   models [--models DIR]                every model with its kind, name, path and WebUI hash
   make-tiny DIR                        write the tiny random-weight model kit (tests, smoke runs)
 """
@@ -153,6 +155,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see python -m pipelines --help)\n")
 
 
+def _cmd_samplers(args) -> list:
+    from .samplers import SAMPLER_NAMES
+
+    return list(SAMPLER_NAMES)
+
+
+def _cmd_infotext(args) -> dict:
+    from .infotext import parse_infotext, read_png_infotext
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise InvalidInputError("file", f"no such file: {path}")
+    try:
+        text = read_png_infotext(path)
+    except (UnidentifiedImageError, OSError):
+        text = None  # not a picture: a text file holding infotext
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInputError("file", f"{path} holds no generation parameters") from None
+    return parse_infotext(text)
+
+
 def _cmd_models(args) -> list:
     from .registry import model_hash, scan_models
 
@@ -201,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     weights = commands.add_parser("weights", help="list the model files installed in MODELS_DIR")
     weights.add_argument("--models-dir", default="models")
     weights.set_defaults(handler=_cmd_weights)
+    samplers = commands.add_parser("samplers", help="list the WebUI sampler names")
+    samplers.set_defaults(handler=_cmd_samplers)
+
+    infotext = commands.add_parser("infotext", help="parse a PNG's or a text file's parameters")
+    infotext.add_argument("file")
+    infotext.set_defaults(handler=_cmd_infotext)
+
     models = commands.add_parser("models", help="list installed models with their WebUI hashes")
     models.add_argument("--models", default="models", help="the models folder (MODELS_DIR)")
     models.set_defaults(handler=_cmd_models)

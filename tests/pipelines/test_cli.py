@@ -162,3 +162,33 @@ def test_make_tiny_writes_a_kit_the_registry_finds(tmp_path, capsys):
         "controlnet",
         "loras",
     }
+
+
+def test_samplers_lists_the_webui_names(capsys):
+    assert main(["samplers"]) == 0
+    names = json.loads(capsys.readouterr().out)
+    assert {"Euler a", "DPM++ 2M", "DPM++ 2M SDE", "DDIM", "UniPC", "LCM"} <= set(names)
+
+
+WEBUI_INFOTEXT = (
+    "a woman in a (red:1.2) dress, studio light\n"
+    "Negative prompt: blurry, lowres\n"
+    "Steps: 30, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1234, Size: 512x768, "
+    "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Denoising strength: 0.75, "
+    "Version: v1.6.0"
+)
+
+
+def test_infotext_reads_a_png_and_a_text_file(tmp_path, capsys):
+    from pipelines.infotext import save_png_with_infotext
+
+    save_png_with_infotext(Image.new("RGB", (64, 64)), tmp_path / "shot.png", WEBUI_INFOTEXT)
+    (tmp_path / "shot.txt").write_text(WEBUI_INFOTEXT)
+    for name in ("shot.png", "shot.txt"):
+        assert main(["infotext", str(tmp_path / name)]) == 0
+        parsed = json.loads(capsys.readouterr().out)
+        assert parsed["Prompt"] == "a woman in a (red:1.2) dress, studio light"
+        assert parsed["Negative prompt"] == "blurry, lowres"
+        assert parsed["Sampler"] == "DPM++ 2M Karras"
+        assert (parsed["Size-1"], parsed["Size-2"]) == ("512", "768")
+        assert parsed["Clip skip"] == "1"  # the WebUI's default for a missing key
