@@ -7,6 +7,7 @@ Commands (each writes into ``--out DIR``; bad input exits 2 with a one-line mess
   preview --person P --garment G -c C  mask.png, composite.png, openpose.png, canny.png, run.json
   poses [--out DIR]                    the pose presets as JSON (and their OpenPose maps)
   weights [--models-dir DIR]           the model files installed in MODELS_DIR
+  prompt TEXT                          how the WebUI reads a prompt: weighted chunks and LoRA tags
   samplers                             the WebUI sampler names this engine understands
   infotext FILE                        the generation parameters in a PNG (or a text file)
   models [--models DIR]                every model with its kind, name, path and WebUI hash
@@ -155,6 +156,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see python -m pipelines --help)\n")
 
 
+def _cmd_prompt(args) -> dict:
+    from .prompts import parse_prompt
+
+    parsed = parse_prompt(args.text)
+    result = {
+        "chunks": [[text, weight] for text, weight in parsed.chunks],
+        "loras": [[name, weight] for name, weight in parsed.loras],
+    }
+    if parsed.problems:
+        result["problems"] = list(parsed.problems)
+    return result
+
+
 def _cmd_samplers(args) -> list:
     from .samplers import SAMPLER_NAMES
 
@@ -227,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     weights = commands.add_parser("weights", help="list the model files installed in MODELS_DIR")
     weights.add_argument("--models-dir", default="models")
     weights.set_defaults(handler=_cmd_weights)
+    prompt = commands.add_parser("prompt", help="parse a WebUI prompt into weighted chunks")
+    prompt.add_argument("text")
+    prompt.set_defaults(handler=_cmd_prompt)
+
     samplers = commands.add_parser("samplers", help="list the WebUI sampler names")
     samplers.set_defaults(handler=_cmd_samplers)
 

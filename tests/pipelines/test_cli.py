@@ -192,3 +192,13 @@ def test_infotext_reads_a_png_and_a_text_file(tmp_path, capsys):
         assert parsed["Sampler"] == "DPM++ 2M Karras"
         assert (parsed["Size-1"], parsed["Size-2"]) == ("512", "768")
         assert parsed["Clip skip"] == "1"  # the WebUI's default for a missing key
+
+
+def test_prompt_shows_weights_and_loras_as_the_webui_reads_them(capsys):
+    assert main(["prompt", "a (red:1.5) [dress] <lora:silk:0.8>, BREAK studio"]) == 0
+    parsed = json.loads(capsys.readouterr().out)
+    weights = {text.strip(): weight for text, weight in parsed["chunks"]}
+    assert weights["red"] == pytest.approx(1.5)
+    assert weights["dress"] == pytest.approx(1 / 1.1)
+    assert ["BREAK", -1.0] in parsed["chunks"]
+    assert parsed["loras"] == [["silk", 0.8]]
