@@ -81,6 +81,7 @@ _SCHEDULER_OPTIONS: dict[str, frozenset[str]] = {
     "KDPM2DiscreteScheduler": frozenset({"timestep_spacing", *_SIGMA_OPTIONS}),
     "KDPM2AncestralDiscreteScheduler": frozenset({"timestep_spacing", *_SIGMA_OPTIONS}),
     "DPMSolverMultistepScheduler": frozenset({"timestep_spacing", *_SIGMA_OPTIONS}),
+    "DPMSolverSDEScheduler": frozenset({"timestep_spacing", *_SIGMA_OPTIONS}),
     # No timestep_spacing: its timesteps always come from a linspace over the sigmas.
     "DPMSolverSinglestepScheduler": frozenset(_SIGMA_OPTIONS),
     "DDIMScheduler": frozenset({"timestep_spacing"}),
@@ -135,15 +136,12 @@ _SDE_NOTE = (
 _BASE_SAMPLERS: dict[str, _Sampler] = {
     "DPM++ 2M": _Sampler("DPMSolverMultistepScheduler", {}, "Karras", ("k_dpmpp_2m",)),
     "DPM++ SDE": _Sampler(
-        "DPMSolverSinglestepScheduler",
-        {"solver_order": 2, "algorithm_type": "sde-dpmsolver++", "lower_order_final": True},
+        # diffusers' port of k-diffusion's sample_dpmpp_sde, including its Brownian-tree noise
+        # (torchsde) instead of fresh noise at every step.
+        "DPMSolverSDEScheduler",
+        {},
         "Karras",
         ("k_dpmpp_sde",),
-        approximate=True,
-        note=(
-            "diffusers' exact port (DPMSolverSDEScheduler) needs torchsde, which is not installed; "
-            "single-step SDE-DPM-Solver++(2S) is the same solver family, and " + _SDE_NOTE
-        ),
     ),
     "DPM++ 2M SDE": _Sampler(
         "DPMSolverMultistepScheduler",

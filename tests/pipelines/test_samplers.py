@@ -94,11 +94,7 @@ def test_every_sampler_builds_and_sets_timesteps(name):
             "DPMSolverMultistepScheduler",
             {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
         ),
-        (
-            "DPM++ SDE Karras",
-            "DPMSolverSinglestepScheduler",
-            {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
-        ),
+        ("DPM++ SDE Karras", "DPMSolverSDEScheduler", {"use_karras_sigmas": True}),
         ("DPM++ 2S a Karras", "DPMSolverSinglestepScheduler", {"solver_order": 2}),
         ("DDIM", "DDIMScheduler", {"timestep_spacing": "leading", "steps_offset": 1}),
         ("UniPC", "UniPCMultistepScheduler", {"solver_type": "bh1", "solver_order": 3}),
@@ -253,11 +249,12 @@ def test_contradicting_schedule_types_are_refused():
 
 
 def test_approximations_say_why():
-    for name in ("DPM++ 2S a", "DPM++ 2S a Karras", "DPM++ SDE", "DPM2"):
+    for name in ("DPM++ 2S a", "DPM++ 2S a Karras", "DPM2"):
         spec = SAMPLERS[name]
         assert spec.approximate
         assert spec.note
     assert not SAMPLERS["DPM++ 2M Karras"].approximate
+    assert not SAMPLERS["DPM++ SDE"].approximate
 
 
 def test_specs_are_immutable():
