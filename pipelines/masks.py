@@ -19,7 +19,6 @@ from .errors import InvalidInputError
 from .geometry import (
     FLAT_SHOULDERS,
     FLAT_WAIST,
-    HIP_DROP,
     LEG_LENGTH,
     BodyFrame,
     GarmentFit,
@@ -156,24 +155,25 @@ def _garment_region(shape, person, frame, fit) -> np.ndarray:
     return canvas.astype(bool)
 
 
+def _along_body(shape, frame: BodyFrame, origin: np.ndarray) -> np.ndarray:
+    """Each pixel's signed distance from ``origin`` along the torso's "down" direction."""
+    height, width = shape
+    xs = np.arange(width, dtype=np.float32)[None, :] - np.float32(origin[0])
+    ys = np.arange(height, dtype=np.float32)[:, None] - np.float32(origin[1])
+    return xs * np.float32(frame.down[0]) + ys * np.float32(frame.down[1])
+
+
 def _zone(shape, frame: BodyFrame, fit: GarmentFit) -> np.ndarray:
     """The band along the body where the old garment is replaced by the new one's category."""
-    height, width = shape
-    xs = np.arange(width, dtype=np.float32)[None, :] - np.float32(frame.neck[0])
-    ys = np.arange(height, dtype=np.float32)[:, None] - np.float32(frame.neck[1])
-    along = xs * np.float32(frame.down[0]) + ys * np.float32(frame.down[1])
     sw = frame.shoulder_width
     if fit.category == "lower":
-        return along >= (HIP_DROP * sw - 0.45 * sw)
-    bottom = max(fit.length, HIP_DROP + 0.2) * sw + 0.2 * sw
+        return _along_body(shape, frame, frame.mid_hip) >= -0.45 * sw
+    along = _along_body(shape, frame, frame.neck)
+    # Down to the new garment's hem (the same length the garment region uses) or just below
+    # the hips, whichever is lower, with a margin.
+    hips = float(np.dot(frame.mid_hip - frame.neck, frame.down))
+    bottom = max(fit.length * FLAT_SHOULDERS * sw, hips + 0.2 * sw) + 0.2 * sw
     return (along >= -0.25 * sw) & (along <= bottom)
-
-
-def _below_hips(shape, frame: BodyFrame) -> np.ndarray:
-    height, width = shape
-    xs = np.arange(width, dtype=np.float32)[None, :] - np.float32(frame.mid_hip[0])
-    ys = np.arange(height, dtype=np.float32)[:, None] - np.float32(frame.mid_hip[1])
-    return xs * np.float32(frame.down[0]) + ys * np.float32(frame.down[1]) > 0
 
 
 def _seed_points(frame: BodyFrame, category: str) -> list[np.ndarray]:
@@ -267,11 +267,14 @@ def tryon_mask(
     region = _garment_region(shape, person, frame, fit)
     if person.silhouette is not None:
         grow = max(3, int(0.12 * sw)) | 1
-        body = cv2.dilate((person.silhouette > 127).astype(np.uint8), np.ones((grow, grow)))
+        silhouette = (person.silhouette > 127).astype(np.uint8)
+        body = cv2.dilate(silhouette, np.ones((grow, grow))).astype(bool)
         # A skirt or a dress flares away from the legs: below the hips it may leave the body.
-        flares = fit.category == "dress" or (fit.category == "lower" and not fit.legs)
-        region &= body.astype(bool) | (_below_hips(shape, frame) if flares else False)
-        zone = body.astype(bool) & _zone(shape, frame, fit)
+        if fit.category == "dress" or (fit.category == "lower" and not fit.legs):
+            region &= body | (_along_body(shape, frame, frame.mid_hip) > 0)
+        else:
+            region &= body
+        zone = body & _zone(shape, frame, fit)
         old = _old_garment(np.asarray(photo.convert("RGB")), frame, fit, zone)
     else:
         # Without a silhouette (a pose preset) there is no body to bound a colour search.
