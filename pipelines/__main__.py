@@ -5,6 +5,9 @@ Commands (each writes into ``--out DIR``; bad input exits 2 with a one-line mess
   analyze PHOTO                        keypoints.json, openpose.png, person_mask.png, canny.png
   garment IMAGE --category C           cutout.png, mask.png, canny.png, landmarks.json
   preview --person P --garment G -c C  mask.png, composite.png, openpose.png, canny.png, run.json
+  tryon --person P --garment G -c C    result.png (result-N.png for a batch), mask.png,
+                                       openpose.png, canny.png, composite.png, run.json
+  modelshot --garment G -c C --pose N  the same, a generated model wearing the garment
   poses [--out DIR]                    the pose presets as JSON (and their OpenPose maps)
   weights [--models-dir DIR]           the model files installed in MODELS_DIR
   prompt TEXT                          how the WebUI reads a prompt: weighted chunks and LoRA tags
@@ -124,6 +127,110 @@ def _cmd_preview(args) -> dict:
     return {"out": str(out), "timings_ms": timings}
 
 
+def _generation_params(args):
+    from .params import GenerationParams
+
+    options = {
+        "prompt": args.prompt,
+        "negative_prompt": args.negative,
+        "sampler_name": args.sampler,
+        "steps": args.steps,
+        "cfg_scale": args.cfg,
+        "seed": args.seed,
+        "denoising_strength": args.strength,
+        "batch_size": args.batch,
+        "width": args.width,
+        "height": args.height,
+        "checkpoint": args.checkpoint,
+    }
+    return GenerationParams(**{k: v for k, v in options.items() if v is not None})
+
+
+def _garments(args) -> tuple:
+    from .garment import analyze_garment
+    from .tryon import GarmentInput
+
+    if len(args.garment) != len(args.category):
+        raise InvalidInputError("category", "give one --category for each --garment")
+    return tuple(
+        GarmentInput(analyze_garment(_load_image(path, "garment"), category))
+        for path, category in zip(args.garment, args.category, strict=True)
+    )
+
+
+def _model_attributes(text: str) -> dict[str, str]:
+    attributes = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidInputError("model-attrs", f"{item!r} is not key=value")
+        attributes[key.strip()] = value.strip()
+    return attributes
+
+
+def _run_tryon(args, request) -> dict:
+    from .tryon import run
+
+    output = run(request, models_dir=Path(args.models))
+    out = _out_dir(args)
+    single = len(output.images) == 1
+    files = []
+    for index, generated in enumerate(output.images):
+        name = "result.png" if single else f"result-{index}.png"
+        (out / name).write_bytes(generated.png_bytes())
+        files.append(name)
+    for name, picture in output.maps.items():
+        picture.save(out / f"{name}.png")
+    run_info = {
+        "engine": output.engine,
+        "mode": output.mode,
+        "images": [{"file": f, "seed": g.seed} for f, g in zip(files, output.images, strict=True)],
+        "params": output.params,
+        "timings_ms": output.timings_ms,
+    }
+    _write_json(out / "run.json", run_info)
+    return {
+        "out": str(out),
+        "engine": output.engine,
+        "images": files,
+        "timings_ms": output.timings_ms,
+    }
+
+
+def _cmd_tryon(args) -> dict:
+    from .tryon import TryOnRequest
+
+    photo = _load_image(args.person, "person").convert("RGB")
+    request = TryOnRequest(
+        "photo",
+        _garments(args),
+        person_photo=photo,
+        params=_generation_params(args),
+        engine=args.engine,
+        allow_loras=True,
+    )
+    return _run_tryon(args, request)
+
+
+def _cmd_modelshot(args) -> dict:
+    from .scenes import SCENES
+    from .tryon import TryOnRequest
+
+    preset = args.scene if args.scene in SCENES else ""
+    request = TryOnRequest(
+        "model_shot",
+        _garments(args),
+        pose=args.pose,
+        scene=preset,
+        scene_text="" if preset else args.scene,
+        model_attributes=_model_attributes(args.model_attrs),
+        params=_generation_params(args),
+        engine=args.engine,
+        allow_loras=True,
+    )
+    return _run_tryon(args, request)
+
+
 def _cmd_poses(args) -> list:
     from .poses import PRESETS
 
@@ -234,6 +341,18 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--out", required=True)
     preview.set_defaults(handler=_cmd_preview)
 
+    tryon = commands.add_parser("tryon", help="dress a person's photo in a garment")
+    tryon.add_argument("--person", required=True)
+    _add_generation_arguments(tryon)
+    tryon.set_defaults(handler=_cmd_tryon)
+
+    modelshot = commands.add_parser("modelshot", help="a generated model wearing a garment")
+    modelshot.add_argument("--pose", default="front_standing", help="a pose preset's name")
+    modelshot.add_argument("--scene", default="", help="a scene preset's name, or free words")
+    modelshot.add_argument("--model-attrs", default="", help="e.g. gender_presentation=feminine")
+    _add_generation_arguments(modelshot)
+    modelshot.set_defaults(handler=_cmd_modelshot)
+
     poses = commands.add_parser("poses", help="list the pose presets (and render them)")
     poses.add_argument("--out")
     poses.set_defaults(handler=_cmd_poses)
@@ -260,6 +379,32 @@ def build_parser() -> argparse.ArgumentParser:
     make_tiny.add_argument("directory")
     make_tiny.set_defaults(handler=_cmd_make_tiny)
     return parser
+
+
+def _add_generation_arguments(command) -> None:
+    command.add_argument("--garment", required=True, action="append", help="a product shot")
+    command.add_argument(
+        "--category",
+        "-c",
+        required=True,
+        action="append",
+        choices=CATEGORIES,
+        help="the garment's category (repeat --garment/--category for an outfit)",
+    )
+    command.add_argument("--out", required=True)
+    command.add_argument("--engine", default="auto", help="auto, sd, preview or tiny")
+    command.add_argument("--models", default="models", help="the models folder (MODELS_DIR)")
+    command.add_argument("--checkpoint", help="an installed checkpoint's name")
+    command.add_argument("--prompt", help="words added to the built prompt; <lora:name:w> tags")
+    command.add_argument("--negative", help="words added to the negative prompt")
+    command.add_argument("--sampler", help="a WebUI sampler name, e.g. 'DPM++ 2M Karras'")
+    command.add_argument("--steps", type=int)
+    command.add_argument("--cfg", type=float)
+    command.add_argument("--seed", type=int, help="-1 for a random seed")
+    command.add_argument("--strength", type=float, help="denoising strength, 0 to 1")
+    command.add_argument("--batch", type=int, help="how many images (seeds seed, seed+1, ...)")
+    command.add_argument("--width", type=int, help="the processing width (multiple of 8)")
+    command.add_argument("--height", type=int, help="the processing height (multiple of 8)")
 
 
 def main(argv=None) -> int:

@@ -14,6 +14,7 @@ MAX_MODELS = 4
 
 _models: OrderedDict[tuple, Any] = OrderedDict()
 _lock = threading.Lock()
+_loads = 0
 
 
 def _key(path: Path, kind: str) -> tuple:
@@ -29,6 +30,8 @@ def cached_model(path: Path, loader: Callable[[Path], Any], *, kind: str = "") -
             _models.move_to_end(key)
             return _models[key]
         model = loader(Path(path))
+        global _loads
+        _loads += 1
         _models[key] = model
         while len(_models) > MAX_MODELS:
             _models.popitem(last=False)
@@ -39,3 +42,8 @@ def clear() -> None:
     """Forget every cached model (tests, or freeing memory after an out-of-memory error)."""
     with _lock:
         _models.clear()
+
+
+def load_count() -> int:
+    """How many models this process has loaded from disk so far (cache hits do not count)."""
+    return _loads

@@ -11,6 +11,10 @@ from .errors import InvalidInputError, ModelNotFoundError
 from .registry import MODEL_KINDS, scan_models
 
 ENGINES = ("auto", "sd", "preview", "tiny")
+FETCH_HINT = (
+    "install them with `python manage.py fetch_models` (needs internet) or copy them there; "
+    "see models/README.md"
+)
 # The model kinds, named after ComfyUI's folders (the WebUI's names are accepted as well).
 MODEL_FOLDERS = MODEL_KINDS
 
@@ -53,9 +57,17 @@ def resolve_engine(requested: str, weights: InstalledWeights) -> str:
     if requested == "auto":
         return "sd" if weights.can_run_sd else "preview"
     if requested == "sd" and not weights.can_run_sd:
+        missing = [
+            f"a Stable Diffusion 1.5 checkpoint in {weights.models_dir / 'checkpoints'}"
+            if not weights.by_folder.get("checkpoints")
+            else "",
+            f"OpenPose and Canny ControlNets in {weights.models_dir / 'controlnet'}"
+            if not weights.by_folder.get("controlnet")
+            else "",
+        ]
         raise ModelNotFoundError(
-            f"engine 'sd' needs a checkpoint in {weights.models_dir / 'checkpoints'} and a "
-            f"ControlNet in {weights.models_dir / 'controlnet'}; none found"
+            f"engine 'sd' is missing model files: {'; '.join(m for m in missing if m)}. "
+            + FETCH_HINT
         )
     return requested
 

@@ -11,6 +11,7 @@ class InvalidInputError(PipelineError, ValueError):
     def __init__(self, argument: str, message: str):
         super().__init__(f"{argument}: {message}")
         self.argument = argument
+        self.message = message
 
 
 class ModelNotFoundError(PipelineError):
@@ -19,3 +20,7 @@ class ModelNotFoundError(PipelineError):
 
 class GenerationError(PipelineError):
     """The generation itself failed (out of memory, a broken model file, ...)."""
+
+
+class GenerationCancelled(PipelineError):
+    """The caller asked to stop; raised at the next step boundary."""

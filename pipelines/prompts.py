@@ -483,31 +483,50 @@ def build_prompt(
     material: str = "",
     description: str = "",
     scene: str = "",
+    scene_negative: str = "",
     model: dict[str, str] | None = None,
     user_text: str = "",
     user_negative: str = "",
+    more_garments: Sequence[tuple[str, str, str]] = (),
+    photo: bool = False,
 ) -> tuple[str, str]:
     """(positive, negative) prompts for a garment worn by a generated model.
 
     Garment attributes, scene and model attributes come from the database and are made inert:
     brackets and backslashes escaped, ``<…>`` tags and ``BREAK`` defused, so they are plain words
     of weight 1. Model attributes must come from ``MODEL_VOCABULARY``/``HAIR_WORDS``.
-    ``user_text`` and ``user_negative`` (a person's free text) go through ``sanitize_user_prompt``
-    and are appended; ``BASE_NEGATIVE`` is always in the negative.
+    ``more_garments`` are further (category, colour, material) of an outfit, worn together.
+    ``photo`` describes a person in a real photo instead (no model, no scene: only the garment
+    is painted). ``user_text`` and ``user_negative`` (a person's free text) go through
+    ``sanitize_user_prompt`` and are appended; ``BASE_NEGATIVE`` is always in the negative.
     """
-    if category not in GARMENT_NOUNS:
-        raise InvalidInputError("category", f"must be one of: {', '.join(CATEGORIES)}")
-    garment = " ".join(part for part in (colour, material, GARMENT_NOUNS[category]) if part)
+    garments = [_garment_words(category, colour, material)]
+    garments += [_garment_words(*garment) for garment in more_garments]
+    wearing = " and ".join(_with_article(garment) for garment in garments)
+    if photo:
+        subject = [f"photo of a person wearing {wearing}"]
+    else:
+        subject = [POSITIVE_STYLE, f"{_describe_model(model or {})} wearing {wearing}"]
+    setting = [] if photo else [_inert(scene) or DEFAULT_SCENE]
     positive = [
-        POSITIVE_STYLE,
-        f"{_describe_model(model or {})} wearing {_with_article(_inert(garment))}",
+        *subject,
         _inert(description),
-        _inert(scene) or DEFAULT_SCENE,
+        *setting,
         POSITIVE_QUALITY,
         sanitize_user_prompt(user_text, field="user_text"),
     ]
-    negative = [BASE_NEGATIVE, sanitize_user_prompt(user_negative, field="user_negative")]
+    negative = [
+        BASE_NEGATIVE,
+        _inert(scene_negative),
+        sanitize_user_prompt(user_negative, field="user_negative"),
+    ]
     return _join(positive), _join(negative)
+
+
+def _garment_words(category: str, colour: str, material: str) -> str:
+    if category not in GARMENT_NOUNS:
+        raise InvalidInputError("category", f"must be one of: {', '.join(CATEGORIES)}")
+    return _inert(" ".join(part for part in (colour, material, GARMENT_NOUNS[category]) if part))
 
 
 def _join(parts: list[str]) -> str:

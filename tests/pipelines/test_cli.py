@@ -11,6 +11,7 @@ from PIL import Image
 from skimage import data
 
 from pipelines.__main__ import main
+from pipelines.infotext import parse_infotext, read_png_infotext
 from pipelines.poses import CANVAS, PRESETS
 from pipelines.samples import draw_product_shot
 
@@ -202,3 +203,73 @@ def test_prompt_shows_weights_and_loras_as_the_webui_reads_them(capsys):
     assert weights["dress"] == pytest.approx(1 / 1.1)
     assert ["BREAK", -1.0] in parsed["chunks"]
     assert parsed["loras"] == [["silk", 0.8]]
+
+
+def _generation_args(pictures, tiny_kit, out, *extra) -> list[str]:
+    return [
+        "--garment",
+        str(pictures / "tee.png"),
+        "-c",
+        "upper",
+        "--out",
+        str(out),
+        "--engine",
+        "sd",
+        "--models",
+        str(tiny_kit),
+        "--steps",
+        "2",
+        "--width",
+        "128",
+        "--height",
+        "192",
+        *extra,
+    ]
+
+
+def test_tryon_writes_a_batch_with_its_maps_and_parameters(pictures, tiny_kit, tmp_path):
+    args = _generation_args(pictures, tiny_kit, tmp_path, "--seed", "9", "--batch", "2")
+    assert main(["tryon", "--person", str(pictures / "astronaut.png"), *args]) == 0
+
+    names = ("result-0.png", "result-1.png", "mask.png", "openpose.png", "canny.png")
+    assert _sizes(tmp_path, *names, "composite.png") == {(512, 512)}
+    run_info = json.loads((tmp_path / "run.json").read_text())
+    assert [image["seed"] for image in run_info["images"]] == [9, 10]
+    assert run_info["engine"] == "sd" and run_info["params"]["steps"] == 2
+    second = read_png_infotext(tmp_path / "result-1.png")
+    assert parse_infotext(second)["Seed"] == "10"
+
+
+def test_modelshot_takes_a_scene_preset_or_free_words(pictures, tiny_kit, tmp_path, capsys):
+    preset = tmp_path / "preset"
+    args = _generation_args(pictures, tiny_kit, preset, "--pose", "three_quarter")
+    assert main(["modelshot", *args, "--scene", "park", "--model-attrs", "hair=short curly"]) == 0
+    assert _sizes(preset, "result.png", "mask.png", "composite.png") == {(128, 192)}
+    info = parse_infotext(read_png_infotext(preset / "result.png"))
+    assert info["Scene"] == "park" and info["Pose"] == "three_quarter"
+    assert "short curly hair" in info["Prompt"]
+
+    free = tmp_path / "free"
+    args = _generation_args(pictures, tiny_kit, free)
+    assert main(["modelshot", *args, "--scene", "rooftop garden at dusk"]) == 0
+    assert (
+        "rooftop garden at dusk" in parse_infotext(read_png_infotext(free / "result.png"))["Prompt"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--engine", "sd", "--models", "{empty}"], "fetch_models"),
+        (["--steps", "0"], "steps: must be from 1 to 150"),
+        (["--sampler", "Nope"], "sampler_name: unknown sampler"),
+        (["--model-attrs", "hair"], "model-attrs"),
+        (["--pose", "cartwheel"], "pose: unknown pose"),
+    ],
+)
+def test_modelshot_bad_input_exits_2(pictures, tiny_kit, tmp_path, capsys, extra, message):
+    extra = [part.replace("{empty}", str(tmp_path / "empty")) for part in extra]
+    args = _generation_args(pictures, tiny_kit, tmp_path / "out") + extra
+    assert main(["modelshot", *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error

@@ -1,0 +1,548 @@
+"""Stage 5: multi-ControlNet Stable Diffusion inpainting, as the WebUI's img2img inpaint runs it.
+
+``Generator`` wraps diffusers' ``StableDiffusionControlNetInpaintPipeline`` with the
+[OpenPose, Canny] ControlNets and adds what the WebUI has and diffusers lacks:
+
+- "Inpaint area: Only masked": the mask's box plus padding, grown to the processing size's
+  aspect ratio, is cut out of the picture, the mask and every control map, processed at the
+  processing size and scaled back (diffusers' own ``padding_mask_crop`` refuses several
+  control images);
+- paste-back through the feathered mask, so every pixel where the mask is 0 is the input's,
+  with the generated area's colours matched to the input's;
+- per-unit control modes (sd-webui-controlnet's "soft injection" and "CFG injection");
+- LoRAs from ``<lora:name:weight>`` tags, kept loaded as adapters and switched per run;
+- WebUI-weighted prompt embeddings, per-step progress with a cheap latent preview, and cancel.
+
+Only workers import this module: it imports torch and diffusers.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from diffusers import MultiControlNetModel
+from PIL import Image
+
+from .engines import FETCH_HINT
+from .errors import GenerationCancelled, GenerationError, InvalidInputError, ModelNotFoundError
+from .params import CONTROL_MODES, CONTROL_NAMES, GenerationParams
+from .prompts import encode_prompt_pair, parse_prompt
+from .registry import (
+    ModelEntry,
+    load_pipeline,
+    load_state_dict,
+    model_hash,
+    resolve_model,
+    scan_models,
+)
+from .samplers import make_scheduler
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive)
+
+# sd-webui-controlnet's soft injection: residual k of n is scaled by SOFT_BASE ** (n - 1 - k),
+# so the shallow, detail-level residuals steer least.
+SOFT_BASE = 0.825
+# The WebUI's "cheap approximation" of the SD1.x VAE decoder: latent channels → RGB in [-1, 1].
+LATENT_RGB = (
+    (0.298, 0.207, 0.208),
+    (0.187, 0.286, 0.173),
+    (-0.158, 0.189, 0.264),
+    (-0.184, -0.271, -0.473),
+)
+# LoRA adapters kept loaded in a cached UNet; the least recently used beyond this are dropped.
+MAX_LORAS = 8
+# Colour matching never stretches a channel's spread further than this either way.
+MAX_SPREAD_RATIO = 1.5
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how the models run; the Django side builds it from settings.
+
+    ``device`` "auto" takes CUDA when present, else the CPU; ``dtype`` "auto" is fp16 on a GPU
+    and fp32 on the CPU. ``offload`` (model CPU offload) and ``vae_tiling`` let a small GPU run
+    big pictures. ``preview_every`` is the number of steps between live previews (0: none).
+    ``hash_cache`` is a JSON file keeping model hashes across processes.
+    """
+
+    device: str = "auto"
+    dtype: str = "auto"
+    offload: bool = False
+    vae_tiling: bool = False
+    preview_every: int = 5
+    hash_cache: Path | None = None
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def torch_dtype(self) -> torch.dtype:
+        names = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+        if self.dtype == "auto":
+            return torch.float16 if self.torch_device().type == "cuda" else torch.float32
+        if self.dtype not in names:
+            raise InvalidInputError(
+                "dtype", f"must be auto, {', '.join(names)}; got {self.dtype!r}"
+            )
+        return names[self.dtype]
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """One finished sampling step of one pass: ``preview`` is set every few steps."""
+
+    step: int
+    total: int
+    preview: Image.Image | None = None
+
+
+@dataclass(frozen=True)
+class EngineModels:
+    """The installed models one run uses."""
+
+    checkpoint: ModelEntry
+    controlnets: tuple[ModelEntry, ...]
+    vae: ModelEntry | None = None
+
+
+def select_models(models_dir: Path, params: GenerationParams) -> EngineModels:
+    """The checkpoint, the OpenPose and Canny ControlNets and the VAE a run uses.
+
+    Names in ``params`` pick installed models (WebUI spelling, ``[hash]`` allowed); left empty,
+    an inpainting checkpoint is preferred and each ControlNet is found by its kind in its name.
+    Raises ``ModelNotFoundError`` listing everything missing at once.
+    """
+    models_dir = Path(models_dir)
+    entries = scan_models(models_dir)
+    missing: list[str] = []
+    checkpoint = _pick(
+        entries, "checkpoints", params.checkpoint, "inpaint", missing, required=False
+    )
+    if checkpoint is None:
+        missing.append(f"a Stable Diffusion 1.5 checkpoint in {models_dir / 'checkpoints'}")
+    nets = []
+    for kind, unit in zip(CONTROL_NAMES, params.controlnets, strict=True):
+        net = _pick(entries, "controlnet", unit.model, kind, missing, required=True)
+        if net is None:
+            missing.append(
+                f"a {kind} ControlNet (a name containing {kind!r}) in {models_dir / 'controlnet'}"
+            )
+        nets.append(net)
+    vae = None
+    if params.vae not in ("", "Automatic", "None"):
+        vae = resolve_model(entries, "vae", params.vae)
+    if missing:
+        raise ModelNotFoundError(f"missing model files: {'; '.join(missing)}. {FETCH_HINT}")
+    return EngineModels(checkpoint, tuple(nets), vae)
+
+
+def _pick(entries, kind: str, name: str, hint: str, missing: list[str], *, required: bool):
+    if name:
+        return resolve_model(entries, kind, name)
+    candidates = [entry for entry in entries if entry.kind == kind]
+    hinted = [entry for entry in candidates if hint in entry.name.lower()]
+    if hinted:
+        return hinted[0]
+    return None if required or not candidates else candidates[0]
+
+
+# --- the inpaint area ----------------------------------------------------------------------------
+
+
+def inpaint_region(
+    mask: Image.Image, size: tuple[int, int], padding: int, only_masked: bool
+) -> Box:
+    """The part of the picture a pass processes, as the WebUI's "Inpaint area" chooses it.
+
+    "Only masked": the mask's bounding box plus ``padding`` pixels, grown (within the picture)
+    towards the processing ``size``'s aspect ratio so the crop is not distorted. Otherwise the
+    whole picture. Raises ``InvalidInputError`` for an empty mask: there would be nothing to paint.
+    """
+    pixels = np.asarray(mask)
+    ys, xs = np.nonzero(pixels)
+    if len(xs) == 0:
+        raise InvalidInputError("mask", "the mask is empty: there is nothing to repaint")
+    width, height = mask.size
+    if not only_masked:
+        return (0, 0, width, height)
+    left, top = max(0, xs.min() - padding), max(0, ys.min() - padding)
+    right, bottom = min(width, xs.max() + 1 + padding), min(height, ys.max() + 1 + padding)
+    aspect = size[0] / size[1]
+    box_width, box_height = right - left, bottom - top
+    if box_width / box_height < aspect:
+        left, right = _grow(left, right, round(box_height * aspect), width)
+    else:
+        top, bottom = _grow(top, bottom, round(box_width / aspect), height)
+    return (left, top, right, bottom)
+
+
+def _grow(low: int, high: int, wanted: int, limit: int) -> tuple[int, int]:
+    """Widen [low, high) to ``wanted`` about its centre, shifted to stay inside [0, limit)."""
+    wanted = min(wanted, limit)
+    low -= (wanted - (high - low)) // 2
+    low = min(max(0, low), limit - wanted)
+    return low, low + wanted
+
+
+def crop_resize(image: Image.Image, box: Box, size: tuple[int, int]) -> Image.Image:
+    """``image`` cut to ``box`` and resized to the processing ``size``."""
+    crop = image.crop(box)
+    return crop if crop.size == size else crop.resize(size, Image.LANCZOS)
+
+
+def paste_back(
+    base: Image.Image,
+    generated: Image.Image,
+    box: Box,
+    mask: Image.Image,
+    *,
+    color_correction: bool,
+) -> Image.Image:
+    """``generated`` (the processed crop) scaled into ``box`` of ``base`` through ``mask``.
+
+    Every pixel where ``mask`` is 0 is exactly ``base``'s; elsewhere the feathered mask blends.
+    With ``color_correction`` the generated pixels' Lab mean and spread inside the mask are
+    matched to ``base``'s there, which removes the colour cast a VAE round trip and the
+    sampler leave, without undoing what was painted.
+    """
+    left, top, right, bottom = box
+    region = np.asarray(base.convert("RGB").crop(box))
+    painted = np.asarray(
+        generated.convert("RGB").resize((right - left, bottom - top), Image.LANCZOS)
+    )
+    weight = np.asarray(mask.crop(box), np.float32) / 255.0
+    if color_correction:
+        painted = match_colours(painted, region, weight)
+    blended = painted.astype(np.float32) * weight[:, :, None] + region * (1 - weight[:, :, None])
+    blended = np.round(blended).astype(np.uint8)
+    blended[weight == 0] = region[weight == 0]
+    result = base.convert("RGB")
+    result.paste(Image.fromarray(blended, "RGB"), (left, top))
+    return result
+
+
+def match_colours(source: np.ndarray, reference: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``source`` (RGB) with its weighted Lab mean and spread moved to ``reference``'s."""
+    total = float(weight.sum())
+    if total < 1:
+        return source
+    src = cv2.cvtColor(source, cv2.COLOR_RGB2LAB).astype(np.float32)
+    ref = cv2.cvtColor(reference, cv2.COLOR_RGB2LAB).astype(np.float32)
+    w = weight[:, :, None] / total
+    src_mean, ref_mean = (src * w).sum((0, 1)), (ref * w).sum((0, 1))
+    src_std = np.sqrt((((src - src_mean) ** 2) * w).sum((0, 1))) + 1e-3
+    ref_std = np.sqrt((((ref - ref_mean) ** 2) * w).sum((0, 1))) + 1e-3
+    ratio = np.clip(ref_std / src_std, 1 / MAX_SPREAD_RATIO, MAX_SPREAD_RATIO)
+    matched = np.clip((src - src_mean) * ratio + ref_mean, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(matched, cv2.COLOR_LAB2RGB)
+
+
+def latent_preview(latents: torch.Tensor) -> Image.Image:
+    """A rough RGB picture of the first latent (1/8 of the size), without running the VAE."""
+    coefficients = torch.tensor(LATENT_RGB, dtype=torch.float32)
+    rgb = torch.einsum("chw,cr->hwr", latents[0].float().cpu(), coefficients)
+    pixels = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    return Image.fromarray(pixels, "RGB")
+
+
+# --- the pipeline --------------------------------------------------------------------------------
+
+
+class ControlModeNets(MultiControlNetModel):
+    """A MultiControlNetModel that applies each unit's WebUI control mode.
+
+    "My prompt is more important" scales residual k of n by ``SOFT_BASE ** (n - 1 - k)``;
+    "ControlNet is more important" does that and also leaves the unconditional half of a
+    classifier-free-guidance batch without control, so the control counts fully in the
+    guidance direction (the idea of diffusers' guess mode, per unit). A unit whose scale is 0
+    at this step (outside its guidance start/end) is not run at all.
+    """
+
+    def set_modes(self, modes: tuple[str, ...], cfg_batch: bool) -> None:
+        self.modes = modes
+        self.cfg_batch = cfg_batch
+
+    def forward(
+        self,
+        sample,
+        timestep,
+        encoder_hidden_states,
+        controlnet_cond,
+        conditioning_scale,
+        **options,
+    ):
+        options["return_dict"] = False
+        total = None
+        for image, scale, net, mode in zip(
+            controlnet_cond, conditioning_scale, self.nets, self.modes, strict=True
+        ):
+            if scale == 0:
+                continue
+            down, mid = net(
+                sample,
+                timestep,
+                encoder_hidden_states=encoder_hidden_states,
+                controlnet_cond=image,
+                conditioning_scale=scale,
+                **options,
+            )
+            residuals = self._apply_mode([*down, mid], mode)
+            total = (
+                residuals
+                if total is None
+                else [a + b for a, b in zip(total, residuals, strict=True)]
+            )
+        if total is None:  # no unit active at this step: zero residuals change nothing
+            down, mid = self.nets[0](
+                sample,
+                timestep,
+                encoder_hidden_states=encoder_hidden_states,
+                controlnet_cond=controlnet_cond[0],
+                conditioning_scale=0.0,
+                **options,
+            )
+            total = [*down, mid]
+        return total[:-1], total[-1]
+
+    def _apply_mode(self, residuals: list[torch.Tensor], mode: str) -> list[torch.Tensor]:
+        if mode == CONTROL_MODES[0]:
+            return residuals
+        count = len(residuals)
+        residuals = [r * SOFT_BASE ** (count - 1 - k) for k, r in enumerate(residuals)]
+        if mode == CONTROL_MODES[2] and self.cfg_batch:
+            half = residuals[0].shape[0] // 2
+            residuals = [torch.cat([torch.zeros_like(r[:half]), r[half:]]) for r in residuals]
+        return residuals
+
+
+class Generator:
+    """A loaded inpainting pipeline with its models, ready for any number of passes.
+
+    Creating one loads nothing that is already cached in this process (see ``pipelines.cache``);
+    the pipeline object itself is cheap and new each time.
+    """
+
+    def __init__(self, models: EngineModels, runtime: RuntimeConfig):
+        self.models = models
+        self.runtime = runtime
+        self.device = runtime.torch_device()
+        self.dtype = runtime.torch_dtype()
+        pipe = load_pipeline(
+            models.checkpoint, list(models.controlnets), vae=models.vae, dtype=self.dtype
+        )
+        nets = (
+            pipe.controlnet.nets
+            if isinstance(pipe.controlnet, MultiControlNetModel)
+            else [pipe.controlnet]
+        )
+        pipe.register_modules(controlnet=ControlModeNets(list(nets)))
+        pipe.set_progress_bar_config(disable=True)
+        if runtime.offload and self.device.type != "cpu":
+            pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+        if runtime.vae_tiling:
+            pipe.vae.enable_tiling()
+        else:
+            pipe.vae.disable_tiling()
+        self.pipe = pipe
+
+    def hashes(self) -> dict[str, str]:
+        """WebUI short hashes of the checkpoint, the ControlNets and the VAE."""
+        cache_file = self.runtime.hash_cache
+        found = {"checkpoint": model_hash(self.models.checkpoint, cache_file=cache_file)}
+        for kind, net in zip(CONTROL_NAMES, self.models.controlnets, strict=True):
+            found[kind] = model_hash(net, cache_file=cache_file)
+        if self.models.vae is not None:
+            found["vae"] = model_hash(self.models.vae, cache_file=cache_file)
+        return found
+
+    def use_loras(self, loras: tuple[tuple[str, float], ...]) -> dict[str, str]:
+        """Activate exactly these (name, weight) LoRAs; returns {name: WebUI hash}.
+
+        Each LoRA file is loaded once into the cached UNet (and text encoder) as a named
+        adapter; later runs only switch adapters and weights, never reload the checkpoint.
+        """
+        pipe = self.pipe
+        loaded = set(pipe.get_list_adapters().get("unet", [])) if _has_adapters(pipe) else set()
+        if not loras:
+            if loaded:
+                pipe.disable_lora()
+            return {}
+        models_dir = self.models.checkpoint.models_dir
+        entries = scan_models(models_dir) if models_dir else []
+        names, weights, hashes = [], [], {}
+        for name, weight in loras:
+            entry = resolve_model(entries, "loras", name)
+            short = model_hash(entry, cache_file=self.runtime.hash_cache)
+            adapter = f"lora_{short}"
+            if adapter not in loaded:
+                state = load_state_dict(entry.path, models_dir=entry.models_dir)
+                try:
+                    pipe.load_lora_weights(state, adapter_name=adapter)
+                except (ValueError, KeyError, RuntimeError) as error:
+                    raise InvalidInputError(
+                        "lora", f"{entry.filename} is not a LoRA for this checkpoint: {error}"
+                    ) from None
+                loaded.add(adapter)
+            names.append(adapter)
+            weights.append(weight)
+            hashes[entry.name] = short
+        _forget_old_adapters(pipe, keep=names)
+        pipe.enable_lora()
+        pipe.set_adapters(names, adapter_weights=weights)
+        return hashes
+
+    def paint(
+        self,
+        *,
+        image: Image.Image,
+        mask: Image.Image,
+        controls: tuple[Image.Image, ...],
+        prompt: str,
+        negative_prompt: str,
+        params: GenerationParams,
+        strength: float,
+        seed: int,
+        on_step: Callable[[StepReport], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Image.Image:
+        """One image at the processing size: ``image``, ``mask`` and ``controls`` already are."""
+        pipe = self.pipe
+        pipe.scheduler = make_scheduler(params.sampler, pipe.scheduler.config)
+        cond, uncond = encode_prompt_pair(
+            parse_prompt(prompt),
+            parse_prompt(negative_prompt),
+            pipe.tokenizer,
+            pipe.text_encoder,
+            clip_skip=params.clip_skip,
+        )
+        device = pipe._execution_device
+        units = params.controlnets
+        pipe.controlnet.set_modes(
+            tuple(u.control_mode for u in units), cfg_batch=params.cfg_scale > 1
+        )
+        every = self.runtime.preview_every
+
+        def step_end(pipeline, index, timestep, tensors):
+            if should_cancel is not None and should_cancel():
+                raise GenerationCancelled("cancelled")
+            if on_step is not None:
+                done, total = index + 1, pipeline.num_timesteps
+                show = every and (done % every == 0) and done < total
+                on_step(
+                    StepReport(done, total, latent_preview(tensors["latents"]) if show else None)
+                )
+            return {}
+
+        if should_cancel is not None and should_cancel():
+            raise GenerationCancelled("cancelled")
+        try:
+            result = pipe(
+                prompt_embeds=cond.to(device, self.dtype),
+                negative_prompt_embeds=uncond.to(device, self.dtype),
+                image=image,
+                mask_image=mask,
+                control_image=list(controls),
+                width=params.width,
+                height=params.height,
+                strength=strength,
+                num_inference_steps=params.steps,
+                guidance_scale=params.cfg_scale,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                controlnet_conditioning_scale=[u.weight for u in units],
+                control_guidance_start=[u.guidance_start for u in units],
+                control_guidance_end=[u.guidance_end for u in units],
+                callback_on_step_end=step_end,
+                output_type="pil",
+            )
+        except RuntimeError as error:
+            if is_out_of_memory(error):
+                raise  # the caller retries once with offload
+            raise GenerationError(f"the diffusion pass failed: {error}") from error
+        return result.images[0]
+
+
+def _has_adapters(pipe: Any) -> bool:
+    return bool(getattr(pipe.unet, "peft_config", None))
+
+
+def _forget_old_adapters(pipe: Any, *, keep: list[str]) -> None:
+    loaded = pipe.get_list_adapters().get("unet", [])
+    surplus = len(loaded) - MAX_LORAS
+    if surplus > 0:
+        stale = [name for name in loaded if name not in keep][:surplus]
+        if stale:
+            pipe.delete_adapters(stale)
+
+
+@dataclass(frozen=True)
+class PassResult:
+    image: Image.Image  # the full picture, pasted back
+    processed: Image.Image  # what the pipeline returned, at the processing size
+    box: Box
+
+
+def inpaint_pass(
+    generator: Generator,
+    *,
+    image: Image.Image,
+    mask: Image.Image,
+    controls: tuple[Image.Image, ...],
+    prompt: str,
+    negative_prompt: str,
+    params: GenerationParams,
+    strength: float,
+    seed: int,
+    color_correction: bool,
+    on_step: Callable[[StepReport], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> PassResult:
+    """Repaint ``mask`` of ``image`` (full size) guided by ``controls`` (full size).
+
+    The inpaint area is cut out, processed at ``params.width`` × ``params.height`` and pasted
+    back; the result has ``image``'s size and equals it wherever ``mask`` is 0.
+    """
+    size = (params.width, params.height)
+    for control in controls:
+        if control.size != image.size:
+            raise InvalidInputError("controls", "every control map must have the picture's size")
+    box = inpaint_region(mask, size, params.inpaint_full_res_padding, params.inpaint_full_res)
+    processed = generator.paint(
+        image=crop_resize(image.convert("RGB"), box, size),
+        mask=crop_resize(mask, box, size),
+        controls=tuple(crop_resize(control.convert("RGB"), box, size) for control in controls),
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        params=params,
+        strength=strength,
+        seed=seed,
+        on_step=on_step,
+        should_cancel=should_cancel,
+    )
+    pasted = paste_back(image, processed, box, mask, color_correction=color_correction)
+    return PassResult(pasted, processed, box)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the GPU running out of memory."""
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    )
+
+
+def free_gpu_memory() -> None:
+    """Drop cached models and let CUDA return its memory (before a retry with offload)."""
+    import gc
+
+    from . import cache
+
+    cache.clear()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

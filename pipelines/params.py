@@ -1,0 +1,206 @@
+"""The generation parameters, named and bounded as in the AUTOMATIC1111 WebUI's API.
+
+``GenerationParams`` is a frozen, validated value: building one with a value out of range raises
+``InvalidInputError`` naming the field, and nothing is silently "fixed". ``params_from_dict``
+reads the WebUI's JSON spelling (``steps``, ``cfg_scale``, ``sampler_name``, ...) with the
+ControlNet units under ``controlnet``. Nothing here imports torch: the web process validates a
+request with it before queueing a job.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from .errors import InvalidInputError
+from .samplers import resolve_sampler
+
+MAX_SEED = 2**32 - 1
+SIZE_RANGE = (64, 2048)
+# sd-webui-controlnet's control modes (its API also takes 0, 1, 2).
+CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
+CONTROL_NAMES = ("openpose", "canny")
+
+
+def _fail(name: str, message: str) -> None:
+    raise InvalidInputError(name, message)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    # bool is an int in Python; "steps": true is a client bug, not 1 step.
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(name, f"must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        _fail(name, f"must be from {low} to {high}, got {value}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float, *, open_low: bool = False):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        _fail(name, f"must be a number, got {value!r}")
+    if value > high or value < low or (open_low and value == low):
+        bound = f"above {low}" if open_low else f"from {low}"
+        _fail(name, f"must be {bound} to {high}, got {value}")
+
+
+def _check_text(name: str, value: Any, limit: int) -> None:
+    if not isinstance(value, str):
+        _fail(name, f"must be text, got {type(value).__name__}")
+    if len(value) > limit:
+        _fail(name, f"is {len(value)} characters long; at most {limit} are allowed")
+
+
+@dataclass(frozen=True)
+class ControlUnit:
+    """One ControlNet unit: how strongly and during which part of sampling it steers.
+
+    ``guidance_start``/``guidance_end`` are fractions of the sampling steps, as in the WebUI.
+    """
+
+    weight: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    control_mode: str = "Balanced"
+    model: str = ""  # an installed ControlNet's name; empty: found by its kind
+
+    def __post_init__(self) -> None:
+        _check_float("weight", self.weight, 0.0, 2.0)
+        _check_float("guidance_start", self.guidance_start, 0.0, 1.0)
+        _check_float("guidance_end", self.guidance_end, 0.0, 1.0)
+        if self.guidance_end <= self.guidance_start:
+            _fail("guidance_end", "must be greater than guidance_start")
+        mode = self.control_mode
+        if isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode < len(CONTROL_MODES):
+            object.__setattr__(self, "control_mode", CONTROL_MODES[mode])
+        elif mode not in CONTROL_MODES:
+            _fail("control_mode", f"must be one of {', '.join(CONTROL_MODES)} (or 0, 1, 2)")
+        _check_text("model", self.model, 200)
+
+
+def _default_units() -> tuple[ControlUnit, ControlUnit]:
+    # The pose steers the whole run; the garment's edges matter most while the shapes form.
+    return (ControlUnit(weight=1.0), ControlUnit(weight=0.7, guidance_end=0.8))
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Everything that decides the generated picture besides the inputs and the weights.
+
+    ``prompt`` and ``negative_prompt`` are added to the server-built prompts; ``width`` and
+    ``height`` are the processing size (the canvas of a model shot; the size the masked area of
+    a photo is processed at). ``mask_blur`` None means 2.5% of the shoulder width;
+    ``denoising_strength`` None means the mode's default (0.75 for a photo, whose composite
+    already shows the garment; 1.0 for a model shot, whose model is painted from nothing).
+    ``controlnets`` holds the OpenPose unit, then the Canny unit.
+    """
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    sampler_name: str = "DPM++ 2M"
+    scheduler: str = "Automatic"
+    steps: int = 20
+    cfg_scale: float = 7.0
+    seed: int = -1
+    width: int = 512
+    height: int = 768
+    batch_size: int = 1
+    denoising_strength: float | None = None
+    clip_skip: int = 1
+    mask_blur: float | None = None
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 32
+    color_correction: bool = True
+    controlnets: tuple[ControlUnit, ...] = field(default_factory=_default_units)
+    checkpoint: str = ""
+    vae: str = ""
+
+    def __post_init__(self) -> None:
+        _check_text("prompt", self.prompt, 2000)
+        _check_text("negative_prompt", self.negative_prompt, 2000)
+        resolve_sampler(self.sampler_name, self.scheduler)
+        _check_int("steps", self.steps, 1, 150)
+        _check_float("cfg_scale", self.cfg_scale, 1.0, 30.0)
+        _check_int("seed", self.seed, -1, MAX_SEED)
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            _check_int(name, value, *SIZE_RANGE)
+            if value % 8:
+                _fail(name, f"must be a multiple of 8, got {value}")
+        _check_int("batch_size", self.batch_size, 1, 8)
+        if self.denoising_strength is not None:
+            _check_float("denoising_strength", self.denoising_strength, 0.0, 1.0, open_low=True)
+        _check_int("clip_skip", self.clip_skip, 1, 12)
+        if self.mask_blur is not None:
+            _check_float("mask_blur", self.mask_blur, 0.0, 64.0)
+        for name in ("inpaint_full_res", "color_correction"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(name, f"must be true or false, got {getattr(self, name)!r}")
+        _check_int("inpaint_full_res_padding", self.inpaint_full_res_padding, 0, 256)
+        units = tuple(self.controlnets)
+        if len(units) != len(CONTROL_NAMES) or not all(isinstance(u, ControlUnit) for u in units):
+            _fail("controlnets", f"needs {len(CONTROL_NAMES)} units: {', '.join(CONTROL_NAMES)}")
+        object.__setattr__(self, "controlnets", units)
+        _check_text("checkpoint", self.checkpoint, 200)
+        _check_text("vae", self.vae, 200)
+
+    @property
+    def sampler(self):
+        """The resolved ``SamplerSpec``."""
+        return resolve_sampler(self.sampler_name, self.scheduler)
+
+    def with_seed(self, seed: int) -> "GenerationParams":
+        return replace(self, seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values, readable back by ``params_from_dict``."""
+        data = asdict(self)
+        data["controlnet"] = [asdict(unit) for unit in self.controlnets]
+        del data["controlnets"]
+        return data
+
+
+_PARAM_NAMES = {f.name for f in fields(GenerationParams)} - {"controlnets"}
+_UNIT_NAMES = {f.name for f in fields(ControlUnit)}
+_KNOWN = _PARAM_NAMES | {"controlnet"}
+
+
+def params_from_dict(data: Mapping[str, Any]) -> GenerationParams:
+    """``GenerationParams`` from the WebUI's JSON names; unknown names are refused.
+
+    ``controlnet`` is a list of at most two unit objects (OpenPose, then Canny) with ``weight``,
+    ``guidance_start``, ``guidance_end``, ``control_mode`` and ``model``; units left out keep
+    their defaults.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidInputError("params", "must be an object of named parameters")
+    unknown = sorted(set(data) - _KNOWN)
+    if unknown:
+        raise InvalidInputError(
+            "params",
+            f"unknown parameters {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}",
+        )
+    values = {name: data[name] for name in _PARAM_NAMES if name in data}
+    if "controlnet" in data:
+        values["controlnets"] = _units_from_list(data["controlnet"])
+    try:
+        return GenerationParams(**values)
+    except TypeError as error:  # a value of a type the checks never expected
+        raise InvalidInputError("params", str(error)) from None
+
+
+def _units_from_list(items: Any) -> tuple[ControlUnit, ...]:
+    if not isinstance(items, list | tuple) or len(items) > len(CONTROL_NAMES):
+        raise InvalidInputError(
+            "controlnet", f"must be a list of at most {len(CONTROL_NAMES)} units"
+        )
+    units = list(_default_units())
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise InvalidInputError(f"controlnet.{index}", "must be an object")
+        unknown = sorted(set(item) - _UNIT_NAMES)
+        if unknown:
+            raise InvalidInputError(f"controlnet.{index}", f"unknown fields {', '.join(unknown)}")
+        try:
+            units[index] = replace(units[index], **item)
+        except InvalidInputError as error:
+            raise InvalidInputError(f"controlnet.{index}.{error.argument}", error.message) from None
+    return tuple(units)

@@ -1,0 +1,488 @@
+"""The whole try-on: a request in, pictures with their maps, parameters and timings out.
+
+Two modes share stages 1–6 (see DESIGN.md):
+
+- **photo**: a person's photo dressed in one garment, or an outfit of several worn together,
+  painted one garment per pass (bottoms, then tops, then outerwear over them), each pass
+  keeping the previous result outside its own mask;
+- **model_shot**: the garments placed on a pose preset's skeleton over a scene's background;
+  the model and the scene are generated around them and the garments' own pixels are kept.
+
+Engines: ``preview`` returns stage 4's composite (no diffusion, no weights); ``sd`` and
+``tiny`` run ``pipelines.generate`` with the installed models or the tiny kit; ``auto`` is
+``sd`` when weights are installed, else ``preview``.
+"""
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .canny import canny_map
+from .engines import engine_models_dir, find_weights, resolve_engine
+from .errors import GenerationError, InvalidInputError
+from .infotext import format_infotext, save_png_with_infotext
+from .masks import TryOnMask, tryon_mask
+from .params import CONTROL_NAMES, MAX_SEED, GenerationParams
+from .person import analyze_person, check_pose_usable, person_from_keypoints, render_openpose
+from .poses import CANVAS, get_preset
+from .preview import timed
+from .prompts import build_prompt, validate_prompt
+from .scenes import resolve_scene
+from .types import GarmentAnalysis, PersonAnalysis
+from .warp import composite, warp_garment
+
+MODES = ("photo", "model_shot")
+# Passes of an outfit, first to last: what is worn underneath is painted first.
+PASS_ORDER = ("dress", "lower", "upper", "outer")
+DEFAULT_STRENGTH = {"photo": 0.75, "model_shot": 1.0}
+# Share of the progress bar for the analysis before the first sampling step.
+PREPARE_SHARE = 0.05
+# A model shot's garment keeps its pixels except a thin rim, blended into the painted model.
+KEEP_RIM = 2
+MODEL_SHOT_FEATHER = 0.008  # of the canvas width: the feather's sigma on the garment's edge
+CONTROL_MODULES = {"photo": "mediapipe_openpose", "model_shot": "pose_preset"}
+
+
+@dataclass(frozen=True, eq=False)
+class GarmentInput:
+    """An analysed garment and the catalog words that describe it in the prompt."""
+
+    analysis: GarmentAnalysis
+    colour: str = ""
+    material: str = ""
+    description: str = ""
+
+    @property
+    def category(self) -> str:
+        return self.analysis.category
+
+
+@dataclass(frozen=True, eq=False)
+class TryOnRequest:
+    """One try-on job's inputs.
+
+    ``garments``: one per category at most (a dress goes with nothing but outerwear).
+    ``person_photo`` is required in photo mode; ``pose``, ``scene`` (a preset name),
+    ``scene_text`` (free words) and ``model_attributes`` (see ``prompts.MODEL_VOCABULARY``) are
+    for model shots. ``params.prompt``/``negative_prompt`` are added to the built prompts;
+    ``<lora:…>`` tags in them are honoured only with ``allow_loras`` (a trusted caller), and
+    dropped otherwise, since loading a model is not a shopper's choice.
+    """
+
+    mode: str
+    garments: tuple[GarmentInput, ...]
+    person_photo: Image.Image | None = None
+    pose: str = "front_standing"
+    scene: str = ""
+    scene_text: str = ""
+    model_attributes: dict[str, str] = field(default_factory=dict)
+    params: GenerationParams = field(default_factory=GenerationParams)
+    engine: str = "auto"
+    allow_loras: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Progress:
+    """How far a run is: ``fraction`` in [0, 1], a line for people, a live preview now and then."""
+
+    fraction: float
+    text: str
+    preview: Image.Image | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class GeneratedImage:
+    image: Image.Image
+    seed: int
+    infotext: str
+
+    def png_bytes(self) -> bytes:
+        """The picture as PNG with its infotext and the AI-generated label."""
+        buffer = BytesIO()
+        save_png_with_infotext(self.image, buffer, self.infotext)
+        return buffer.getvalue()
+
+
+@dataclass(frozen=True, eq=False)
+class TryOnOutput:
+    """The pictures, the maps staff review them with, the parameters used and the timings.
+
+    ``maps``: ``mask`` (the repainted area: the garment region for a photo, everything but the
+    garment for a model shot), ``openpose``, ``canny`` and ``composite`` (the init picture).
+    """
+
+    engine: str
+    mode: str
+    images: tuple[GeneratedImage, ...]
+    maps: dict[str, Image.Image]
+    params: dict[str, Any]
+    timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True, eq=False)
+class _Pass:
+    """One garment's pass prepared on a picture: what to paint, where, and its guides."""
+
+    garment: GarmentInput
+    tryon: TryOnMask | None
+    warped: Image.Image | None
+    mask: Image.Image
+    composite: Image.Image
+    canny: Image.Image
+
+    def over(self, picture: Image.Image) -> "_Pass":
+        """This pass with its init picture composited over an earlier pass's result."""
+        return replace(self, composite=composite(picture, self.warped, self.tryon))
+
+
+ProgressCallback = Callable[[Progress], None]
+CancelCheck = Callable[[], bool]
+
+
+def run(
+    request: TryOnRequest,
+    *,
+    models_dir: Path,
+    runtime: Any = None,
+    on_progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+) -> TryOnOutput:
+    """Run ``request``; ``runtime`` is a ``generate.RuntimeConfig`` (default: auto device).
+
+    Raises ``InvalidInputError`` (naming the field) for bad input, ``ModelNotFoundError`` when
+    the ``sd`` engine lacks weights, ``GenerationCancelled`` when ``should_cancel`` turns true,
+    ``GenerationError`` when the GPU runs out of memory even with model offloading.
+    """
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    report = on_progress or (lambda progress: None)
+    garments = _check_request(request)
+    engine = resolve_engine(request.engine, find_weights(Path(models_dir)))
+    params = request.params
+    seed = params.seed if params.seed != -1 else secrets.randbelow(MAX_SEED + 1)
+    strength = params.denoising_strength or DEFAULT_STRENGTH[request.mode]
+    report(Progress(0.0, "analysing"))
+    if request.mode == "photo":
+        person, passes, openpose = _prepare_photo(request, garments, params, timings)
+    else:
+        person, passes, openpose = _prepare_model_shot(request, garments, params, timings)
+    prompt, negative = _prompts(request, garments)
+    maps = _maps(passes, openpose)
+    report(Progress(PREPARE_SHARE, "generating"))
+    used = {
+        **params.to_dict(),
+        "seed": seed,
+        "denoising_strength": strength,
+        "mask_blur": _mask_blur(params, person, request.mode),
+        "prompt": prompt,
+        "negative_prompt": negative,
+        "engine": engine,
+        "mode": request.mode,
+    }
+    if engine == "preview":
+        image = passes[-1].composite
+        info = format_infotext(
+            prompt, negative, {"Seed": seed, "Engine": "preview", "Try-on": request.mode}
+        )
+        images = (GeneratedImage(image, seed, info),)
+    else:
+        prepared = _Prepared(request, person, passes, openpose, used)
+        images = _diffuse(prepared, models_dir, runtime, timings, report, should_cancel)
+    timings["total"] = round((time.perf_counter() - started) * 1000, 1)
+    report(Progress(1.0, "done"))
+    return TryOnOutput(engine, request.mode, images, maps, used, timings)
+
+
+def _check_request(request: TryOnRequest) -> list[GarmentInput]:
+    if request.mode not in MODES:
+        raise InvalidInputError("mode", f"must be one of {', '.join(MODES)}, got {request.mode!r}")
+    if not isinstance(request.params, GenerationParams):
+        raise InvalidInputError("params", "must be GenerationParams")
+    if not request.garments:
+        raise InvalidInputError("garments", "at least one garment is needed")
+    categories = [garment.category for garment in request.garments]
+    repeated = sorted({c for c in categories if categories.count(c) > 1})
+    if repeated:
+        raise InvalidInputError(
+            "garments", f"one garment per category; {', '.join(repeated)} is repeated"
+        )
+    if "dress" in categories and {"upper", "lower"} & set(categories):
+        raise InvalidInputError(
+            "garments", "a dress is worn alone or under outerwear, not with a top or bottoms"
+        )
+    if request.mode == "photo" and request.person_photo is None:
+        raise InvalidInputError("person_photo", "a photo of the person is required")
+    return sorted(request.garments, key=lambda garment: PASS_ORDER.index(garment.category))
+
+
+# --- preparation ---------------------------------------------------------------------------------
+
+
+def _prepare_photo(request, garments, params, timings):
+    photo = request.person_photo.convert("RGB")
+    person = timed(timings, "person", lambda: analyze_person(photo))
+    for garment in garments:
+        check_pose_usable(person, garment.category)
+    passes = []
+    picture = photo
+    for garment in garments:
+        prepared = timed(
+            timings,
+            f"prepare_{garment.category}",
+            lambda g=garment, p=picture: _photo_pass(g, person, photo, p, params),
+        )
+        passes.append(prepared)
+        picture = prepared.composite
+    openpose = timed(timings, "openpose", lambda: render_openpose(person))
+    return person, passes, openpose
+
+
+def _photo_pass(
+    garment: GarmentInput,
+    person: PersonAnalysis,
+    photo: Image.Image,
+    picture: Image.Image,
+    params: GenerationParams,
+) -> _Pass:
+    """A garment's pass over ``picture``, fitted to the ``photo``: the person's own clothes
+    decide what to cover, whatever earlier passes painted."""
+    tryon = tryon_mask(
+        person, photo, garment.category, garment.analysis, mask_blur=params.mask_blur
+    )
+    warped = warp_garment(garment.analysis, person, tryon)
+    return _Pass(
+        garment, tryon, warped, tryon.mask, composite(picture, warped, tryon), canny_map(warped)
+    )
+
+
+def _prepare_model_shot(request, garments, params, timings):
+    size = (params.width, params.height)
+    person = _preset_person(request.pose, size)
+    scene = resolve_scene(request.scene, request.scene_text)
+    canvas = scene.canvas(size)
+    layer = np.zeros((size[1], size[0], 4), np.float32)
+    for garment in garments:
+        tryon = tryon_mask(person, canvas, garment.category, garment.analysis, mask_blur=0)
+        warped = np.asarray(warp_garment(garment.analysis, person, tryon), np.float32)
+        over = warped[:, :, 3:4] / 255.0
+        layer[:, :, :3] = warped[:, :, :3] * over + layer[:, :, :3] * (1 - over)
+        layer[:, :, 3:4] = 255.0 * (over + layer[:, :, 3:4] / 255.0 * (1 - over))
+    dressed = Image.fromarray(np.round(layer).astype(np.uint8), "RGBA")
+    picture = canvas.copy()
+    picture.paste(dressed, (0, 0), dressed)
+    mask = _everything_but(np.asarray(dressed.getchannel("A")), params.mask_blur, size[0])
+    openpose = timed(timings, "openpose", lambda: render_openpose(person, hands=False, face=False))
+    canny = timed(timings, "canny", lambda: canny_map(dressed))
+    # One pass paints the model around all garments of the outfit at once.
+    return person, [_Pass(garments[-1], None, None, mask, picture, canny)], openpose
+
+
+def _preset_person(pose: str, size: tuple[int, int]) -> PersonAnalysis:
+    """The preset's skeleton scaled uniformly onto a ``size`` canvas and centred."""
+    preset = get_preset(pose)
+    scale = min(size[0] / CANVAS[0], size[1] / CANVAS[1])
+    shift_x, shift_y = (size[0] - CANVAS[0] * scale) / 2, (size[1] - CANVAS[1] * scale) / 2
+    body = [(x * scale + shift_x, y * scale + shift_y, score) for x, y, score in preset.body]
+    return person_from_keypoints(body, *size)
+
+
+def _everything_but(alpha: np.ndarray, blur: float | None, width: int) -> Image.Image:
+    """The model-shot mask: 255 outside the garment, feathered only inward over its rim."""
+    kept = cv2.erode((alpha >= 128).astype(np.uint8), np.ones((2 * KEEP_RIM + 1,) * 2, np.uint8))
+    if not kept.any():
+        raise InvalidInputError("garment", "the garment does not appear on the pose; re-analyse it")
+    paint = (1 - kept) * 255
+    sigma = MODEL_SHOT_FEATHER * width if blur is None else blur
+    if sigma > 0:
+        paint = np.maximum(paint, cv2.GaussianBlur(paint.astype(np.uint8), (0, 0), sigma))
+    return Image.fromarray(paint.astype(np.uint8), "L")
+
+
+def _mask_blur(params: GenerationParams, person: PersonAnalysis, mode: str) -> float:
+    if params.mask_blur is not None:
+        return params.mask_blur
+    if mode == "model_shot":
+        return round(MODEL_SHOT_FEATHER * params.width, 1)
+    from .geometry import body_frame
+
+    return round(0.025 * body_frame(person).shoulder_width, 1)
+
+
+def _maps(passes: list[_Pass], openpose: Image.Image) -> dict[str, Image.Image]:
+    mask = np.maximum.reduce([np.asarray(p.mask) for p in passes])
+    canny = np.maximum.reduce([np.asarray(p.canny.convert("RGB")) for p in passes])
+    return {
+        "mask": Image.fromarray(mask, "L"),
+        "openpose": openpose,
+        "canny": Image.fromarray(canny, "RGB"),
+        "composite": passes[-1].composite,
+    }
+
+
+def _prompts(request: TryOnRequest, garments: list[GarmentInput]) -> tuple[str, str]:
+    """The full WebUI prompts: the builder's, the person's words, and allowed LoRA tags."""
+    params = request.params
+    loras = validate_prompt(params.prompt).loras if request.allow_loras else ()
+    first, *more = garments
+    scene = (
+        resolve_scene(request.scene, request.scene_text) if request.mode == "model_shot" else None
+    )
+    positive, negative = build_prompt(
+        category=first.category,
+        colour=first.colour,
+        material=first.material,
+        description=first.description,
+        more_garments=[(g.category, g.colour, g.material) for g in more],
+        scene=scene.prompt if scene else "",
+        scene_negative=scene.negative if scene else "",
+        model=request.model_attributes,
+        user_text=params.prompt,
+        user_negative=params.negative_prompt,
+        photo=request.mode == "photo",
+    )
+    tags = "".join(f" <lora:{name}:{weight:g}>" for name, weight in loras)
+    return positive + tags, negative
+
+
+# --- diffusion -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _Prepared:
+    """Everything stages 1–4 produced that the diffusion passes need."""
+
+    request: TryOnRequest
+    person: PersonAnalysis
+    passes: list[_Pass]
+    openpose: Image.Image
+    used: dict[str, Any]
+
+
+def _diffuse(prepared: _Prepared, models_dir, runtime, timings, report, should_cancel):
+    """The pictures from the diffusion passes, retried once with offload on GPU out of memory."""
+    from . import generate
+
+    runtime = runtime or generate.RuntimeConfig()
+    engine_dir = engine_models_dir(prepared.used["engine"], Path(models_dir))
+    models = generate.select_models(engine_dir, prepared.request.params)
+    attempt = lambda config: _paint_all(  # noqa: E731
+        generate, models, config, prepared, timings, report, should_cancel
+    )
+    try:
+        return attempt(runtime)
+    except RuntimeError as error:
+        if not generate.is_out_of_memory(error) or runtime.offload:
+            raise
+    generate.free_gpu_memory()
+    try:
+        return attempt(replace(runtime, offload=True, vae_tiling=True))
+    except RuntimeError as error:
+        if not generate.is_out_of_memory(error):
+            raise
+        raise GenerationError(
+            "the GPU ran out of memory, even with model offloading; "
+            "choose a smaller size or fewer images"
+        ) from error
+    finally:
+        generate.free_gpu_memory()  # offloaded models would slow every later run
+
+
+def _paint_all(generate, models, runtime, prepared: _Prepared, timings, report, should_cancel):
+    request, used = prepared.request, prepared.used
+    params = request.params
+    generator = timed(timings, "load", lambda: generate.Generator(models, runtime))
+    lora_hashes = generator.use_loras(validate_prompt(used["prompt"]).loras)
+    hashes = generator.hashes()
+    passes = prepared.passes
+    units = params.batch_size * len(passes)
+    images = []
+    sampling_started = time.perf_counter()
+    for index in range(params.batch_size):
+        seed = (used["seed"] + index) % (MAX_SEED + 1)
+        picture = None
+        for number, planned in enumerate(passes):
+            if number > 0:
+                # Composited over the previous pass's painted result, not over its preview.
+                planned = planned.over(picture)
+            label = f"image {index + 1}/{params.batch_size}"
+            if len(passes) > 1:
+                label += f", {planned.garment.category} pass {number + 1}/{len(passes)}"
+            on_step = _step_reporter(report, label, index * len(passes) + number, units)
+            result = generate.inpaint_pass(
+                generator,
+                image=planned.composite,
+                mask=planned.mask,
+                controls=(prepared.openpose, planned.canny),
+                prompt=used["prompt"],
+                negative_prompt=used["negative_prompt"],
+                params=params,
+                strength=used["denoising_strength"],
+                seed=seed,
+                color_correction=params.color_correction and request.mode == "photo",
+                on_step=on_step,
+                should_cancel=should_cancel,
+            )
+            picture = result.image
+        info = _infotext(request, generator, used, seed, hashes, lora_hashes)
+        images.append(GeneratedImage(picture, seed, info))
+    timings["sampling"] = round((time.perf_counter() - sampling_started) * 1000, 1)
+    return tuple(images)
+
+
+def _step_reporter(report: ProgressCallback, label: str, done: int, units: int):
+    def on_step(step) -> None:
+        share = (done + step.step / step.total) / units
+        fraction = min(1.0, PREPARE_SHARE + (1 - PREPARE_SHARE) * share)
+        report(Progress(fraction, f"{label}: step {step.step}/{step.total}", step.preview))
+
+    return on_step
+
+
+def _infotext(request, generator, used, seed, hashes, lora_hashes) -> str:
+    params = request.params
+    spec = params.sampler
+    models = generator.models
+    fields: dict[str, object] = {
+        "Steps": params.steps,
+        "Sampler": spec.name,
+        "Schedule type": spec.schedule_type,
+        "CFG scale": params.cfg_scale,
+        "Seed": seed,
+        "Size": (params.width, params.height),
+        "Model hash": hashes["checkpoint"],
+        "Model": models.checkpoint.name,
+        "VAE hash": hashes.get("vae"),
+        "VAE": models.vae.filename if models.vae else None,
+        "Denoising strength": used["denoising_strength"],
+        "Clip skip": params.clip_skip if params.clip_skip > 1 else None,
+        "Mask blur": used["mask_blur"],
+        "Inpaint area": "Only masked" if params.inpaint_full_res else None,
+        "Masked area padding": (
+            params.inpaint_full_res_padding if params.inpaint_full_res else None
+        ),
+    }
+    units = zip(CONTROL_NAMES, params.controlnets, models.controlnets, strict=True)
+    for index, (kind, unit, net) in enumerate(units):
+        fields[f"ControlNet {index}"] = {
+            "Module": CONTROL_MODULES[request.mode] if kind == "openpose" else "canny",
+            "Model": f"{net.name} [{hashes[kind][:8]}]",
+            "Weight": unit.weight,
+            "Guidance Start": unit.guidance_start,
+            "Guidance End": unit.guidance_end,
+            "Control Mode": unit.control_mode,
+        }
+    if lora_hashes:
+        fields["Lora hashes"] = lora_hashes
+    fields["Try-on"] = request.mode
+    if request.mode == "model_shot":
+        fields["Pose"] = request.pose
+        fields["Scene"] = request.scene or ("custom" if request.scene_text else None)
+    return format_infotext(used["prompt"], used["negative_prompt"], fields)
