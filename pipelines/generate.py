@@ -120,35 +120,39 @@ def select_models(models_dir: Path, params: GenerationParams) -> EngineModels:
     models_dir = Path(models_dir)
     entries = scan_models(models_dir)
     missing: list[str] = []
-    checkpoint = _pick(
-        entries, "checkpoints", params.checkpoint, "inpaint", missing, required=False
-    )
-    if checkpoint is None:
+    checkpoint = _pick(entries, "checkpoints", params.checkpoint, "inpaint", missing)
+    if checkpoint is None and not params.checkpoint:
         missing.append(f"a Stable Diffusion 1.5 checkpoint in {models_dir / 'checkpoints'}")
     nets = []
     for kind, unit in zip(CONTROL_NAMES, params.controlnets, strict=True):
-        net = _pick(entries, "controlnet", unit.model, kind, missing, required=True)
-        if net is None:
+        net = _pick(entries, "controlnet", unit.model, kind, missing, any_fallback=False)
+        if net is None and not unit.model:
             missing.append(
                 f"a {kind} ControlNet (a name containing {kind!r}) in {models_dir / 'controlnet'}"
             )
         nets.append(net)
     vae = None
     if params.vae not in ("", "Automatic", "None"):
-        vae = resolve_model(entries, "vae", params.vae)
+        vae = _pick(entries, "vae", params.vae, "", missing)
     if missing:
         raise ModelNotFoundError(f"missing model files: {'; '.join(missing)}. {FETCH_HINT}")
     return EngineModels(checkpoint, tuple(nets), vae)
 
 
-def _pick(entries, kind: str, name: str, hint: str, missing: list[str], *, required: bool):
+def _pick(entries, kind: str, name: str, hint: str, missing: list[str], *, any_fallback=True):
+    """The model called ``name``; unnamed, the first whose name has ``hint`` (or any, if
+    ``any_fallback``). A name that is not installed is added to ``missing``."""
     if name:
-        return resolve_model(entries, kind, name)
+        try:
+            return resolve_model(entries, kind, name)
+        except ModelNotFoundError as error:
+            missing.append(str(error))
+            return None
     candidates = [entry for entry in entries if entry.kind == kind]
     hinted = [entry for entry in candidates if hint in entry.name.lower()]
     if hinted:
         return hinted[0]
-    return None if required or not candidates else candidates[0]
+    return candidates[0] if any_fallback and candidates else None
 
 
 # --- the inpaint area ----------------------------------------------------------------------------
@@ -170,8 +174,9 @@ def inpaint_region(
     width, height = mask.size
     if not only_masked:
         return (0, 0, width, height)
-    left, top = max(0, xs.min() - padding), max(0, ys.min() - padding)
-    right, bottom = min(width, xs.max() + 1 + padding), min(height, ys.max() + 1 + padding)
+    left, top = max(0, int(xs.min()) - padding), max(0, int(ys.min()) - padding)
+    right = min(width, int(xs.max()) + 1 + padding)
+    bottom = min(height, int(ys.max()) + 1 + padding)
     aspect = size[0] / size[1]
     box_width, box_height = right - left, bottom - top
     if box_width / box_height < aspect:

@@ -239,6 +239,10 @@ def _schedule_label(schedule_type: str | None) -> str:
     """The WebUI label of a schedule type given by label, internal name or alias."""
     if schedule_type is None:
         return AUTOMATIC
+    if not isinstance(schedule_type, str):
+        raise InvalidInputError(
+            "scheduler", f"must be a schedule type's name, got {schedule_type!r}"
+        )
     label = _SCHEDULE_TYPE_NAMES.get(schedule_type.strip().lower())
     if label is not None:
         return label

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-KIT_VERSION = 1
+KIT_VERSION = 2
 MARKER = ".tiny-kit.json"
 SEED = 0
 CHECKPOINT = "tiny-sd-inpaint"
@@ -209,7 +209,7 @@ def _save_controlnet(folder: Path, *, seed: int) -> None:
     from diffusers import ControlNetModel
 
     torch.manual_seed(seed)
-    ControlNetModel(
+    net = ControlNetModel(
         in_channels=4,
         block_out_channels=_BLOCK_CHANNELS,
         layers_per_block=1,
@@ -217,7 +217,15 @@ def _save_controlnet(folder: Path, *, seed: int) -> None:
         cross_attention_dim=_TEXT_WIDTH,
         attention_head_dim=_HEADS,
         conditioning_embedding_out_channels=_HINT_CHANNELS,
-    ).save_pretrained(folder, safe_serialization=True)
+    )
+    # A new ControlNet starts with its output ("zero") convolutions at zero, so it would steer
+    # nothing and tests could not tell whether the control maps are used at all.
+    zero_convs = [*net.controlnet_down_blocks, net.controlnet_mid_block]
+    zero_convs.append(net.controlnet_cond_embedding.conv_out)
+    with torch.no_grad():
+        for conv in zero_convs:
+            conv.weight.normal_(0.0, 0.05)
+    net.save_pretrained(folder, safe_serialization=True)
 
 
 def _save_lora(unet: Any, path: Path) -> None:

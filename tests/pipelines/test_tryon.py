@@ -6,6 +6,7 @@ into the picture are the ones used, and that models load once.
 """
 
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from pipelines.errors import (
 )
 from pipelines.garment import analyze_garment
 from pipelines.infotext import parse_infotext, read_png_infotext
-from pipelines.params import GenerationParams
+from pipelines.params import ControlUnit, GenerationParams
 from pipelines.samples import draw_product_shot
 from pipelines.tryon import GarmentInput, TryOnRequest, run
 
@@ -404,3 +405,43 @@ def test_every_pass_uses_sdpa_attention(models):
     generator = generate.Generator(generate.select_models(models, params), generate.RuntimeConfig())
     processors = {type(p).__name__ for p in generator.pipe.unet.attn_processors.values()}
     assert processors == {"AttnProcessor2_0"}
+
+
+def test_vae_override_is_loaded_and_recorded(photo, tee, tiny_kit, tmp_path, no_network):
+    from diffusers import AutoencoderKL
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_kit, models)
+    vae = AutoencoderKL.from_pretrained(models / "checkpoints" / "tiny-sd-inpaint" / "vae")
+    with torch.no_grad():
+        vae.decoder.conv_out.weight.mul_(0.5)  # a visibly different decoder
+    vae.save_pretrained(models / "vae" / "tiny-vae", safe_serialization=True)
+
+    plain = run(_photo_request(photo, (tee,)), models_dir=models).images[0]
+    swapped = run(_photo_request(photo, (tee,), vae="tiny-vae"), models_dir=models).images[0]
+
+    info = parse_infotext(swapped.infotext)
+    assert info["VAE"] == "tiny-vae" and len(info["VAE hash"]) == 10
+    assert "VAE" not in parse_infotext(plain.infotext)
+    assert not np.array_equal(_pixels(plain.image), _pixels(swapped.image))
+    with pytest.raises(ModelNotFoundError, match="tiny-vae"):
+        run(_photo_request(photo, (tee,), vae="missing"), models_dir=models)
+
+
+def test_the_control_maps_and_their_modes_steer_the_picture(photo, tee, models):
+    def picture(*units):
+        request = _photo_request(photo, (tee,), controlnets=units)
+        return _pixels(run(request, models_dir=models).images[0].image)
+
+    both = picture(ControlUnit(weight=1.0), ControlUnit(weight=1.0))
+    pose_only = picture(ControlUnit(weight=1.0), ControlUnit(weight=0.0))
+    neither = picture(ControlUnit(weight=0.0), ControlUnit(weight=0.0))
+    control_first = picture(
+        ControlUnit(weight=1.0, control_mode="ControlNet is more important"),
+        ControlUnit(weight=1.0),
+    )
+
+    pictures = [both, pose_only, neither, control_first]
+    for index, first in enumerate(pictures):
+        for second in pictures[index + 1 :]:
+            assert not np.array_equal(first, second)
