@@ -201,14 +201,11 @@ def run(
     return TryOnOutput(engine, request.mode, images, maps, used, timings)
 
 
-def _check_request(request: TryOnRequest) -> list[GarmentInput]:
-    if request.mode not in MODES:
-        raise InvalidInputError("mode", f"must be one of {', '.join(MODES)}, got {request.mode!r}")
-    if not isinstance(request.params, GenerationParams):
-        raise InvalidInputError("params", "must be GenerationParams")
-    if not request.garments:
+def check_outfit(categories: list[str]) -> None:
+    """Refuse garments that cannot be worn together: one per category, a dress with no top
+    or bottoms (outerwear over it is fine). Raises ``InvalidInputError`` naming "garments"."""
+    if not categories:
         raise InvalidInputError("garments", "at least one garment is needed")
-    categories = [garment.category for garment in request.garments]
     repeated = sorted({c for c in categories if categories.count(c) > 1})
     if repeated:
         raise InvalidInputError(
@@ -218,6 +215,16 @@ def _check_request(request: TryOnRequest) -> list[GarmentInput]:
         raise InvalidInputError(
             "garments", "a dress is worn alone or under outerwear, not with a top or bottoms"
         )
+
+
+def _check_request(request: TryOnRequest) -> list[GarmentInput]:
+    if request.mode not in MODES:
+        raise InvalidInputError("mode", f"must be one of {', '.join(MODES)}, got {request.mode!r}")
+    if not isinstance(request.params, GenerationParams):
+        raise InvalidInputError("params", "must be GenerationParams")
+    if not request.garments:
+        raise InvalidInputError("garments", "at least one garment is needed")
+    check_outfit([garment.category for garment in request.garments])
     if request.mode == "photo" and request.person_photo is None:
         raise InvalidInputError("person_photo", "a photo of the person is required")
     return sorted(request.garments, key=lambda garment: PASS_ORDER.index(garment.category))

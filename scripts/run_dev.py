@@ -1,8 +1,11 @@
-"""Run the web server and one Celery worker together, for `make run`.
+"""Run the web server and two Celery workers together, for `make run`.
 
-Ctrl-C (or SIGTERM) stops both. If the worker dies it is started again after a short pause, so a
-crashed worker never leaves jobs waiting on a developer's machine. If the web server dies, the
-whole thing stops: there is nothing to look at without it.
+One worker takes the ``analysis`` queue (garment analysis), the other the ``generation`` queue
+(try-on jobs), so a long generation never holds up a garment's analysis. Ctrl-C (or SIGTERM)
+stops everything. A worker that dies is started again after a short pause, and on start it
+queues again the job it was running, so a crashed worker never leaves jobs stuck on a
+developer's machine. If the web server dies, the whole thing stops: there is nothing to look at
+without it.
 """
 
 import argparse
@@ -17,21 +20,28 @@ WORKER_RESTART_DELAY = 2.0
 POLL_SECONDS = 0.5
 
 
+def _worker(python: str, queue: str) -> list[str]:
+    return [
+        python,
+        "-m",
+        "celery",
+        "-A",
+        "tryon",
+        "worker",
+        f"--queues={queue}",
+        f"--hostname={queue}@%h",
+        "--pool=solo",
+        "--concurrency=1",
+        "--prefetch-multiplier=1",
+        "--loglevel=INFO",
+    ]
+
+
 def _commands(python: str, port: int) -> dict[str, list[str]]:
     return {
         "web": [python, "manage.py", "runserver", f"127.0.0.1:{port}"],
-        "worker": [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "tryon",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "--prefetch-multiplier=1",
-            "--loglevel=INFO",
-        ],
+        "analysis": _worker(python, "analysis"),
+        "generation": _worker(python, "generation"),
     }
 
 
@@ -65,14 +75,15 @@ def supervise(python: str, port: int) -> int:
         if stopping:
             break
         if processes["web"].poll() is not None:
-            print("The web server stopped; stopping the worker too.", file=sys.stderr)
+            print("The web server stopped; stopping the workers too.", file=sys.stderr)
             exit_code = processes["web"].returncode or 1
             break
-        if processes["worker"].poll() is not None:
-            code = processes["worker"].returncode
-            print(f"The worker exited ({code}); restarting it.", file=sys.stderr, flush=True)
-            time.sleep(WORKER_RESTART_DELAY)
-            processes["worker"] = subprocess.Popen(commands["worker"])
+        for name in ("analysis", "generation"):
+            if processes[name].poll() is not None:
+                code = processes[name].returncode
+                print(f"The {name} worker exited ({code}); restarting it.", file=sys.stderr)
+                time.sleep(WORKER_RESTART_DELAY)
+                processes[name] = subprocess.Popen(commands[name])
     _stop(processes)
     return exit_code
 

@@ -1,6 +1,7 @@
 """Fixtures shared by the whole suite."""
 
 import io
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -26,7 +27,27 @@ def _media_in_tmp(settings, tmp_path):
     """Every test writes its files into its own folder, never into the checkout's media/."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MEDIA_ROOT.mkdir()
+    settings.PRIVATE_MEDIA_ROOT = tmp_path / "private"
+    settings.PRIVATE_MEDIA_ROOT.mkdir()
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_kit(tmp_path_factory) -> Path:
+    """A MODELS_DIR holding the tiny kit, built once for the whole test session."""
+    from pipelines.tiny import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def tiny_models_dir(settings, tiny_kit, tmp_path) -> Path:
+    """settings.MODELS_DIR where the ``tiny`` engine finds its kit already built."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny").symlink_to(tiny_kit)
+    settings.MODELS_DIR = models
+    return models
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from catalog.models import Garment
+from tryon.models import TryOnJob, TryOnResult
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -24,3 +26,35 @@ class GarmentFactory(factory.django.DjangoModelFactory):
     category = Garment.Category.UPPER
     price = "25.00"
     image = factory.django.ImageField(width=150, height=200, color="navy", format="PNG")
+
+
+class TryOnJobFactory(factory.django.DjangoModelFactory):
+    """A model-shot job (no person photo); pass ``kind="photo"`` with ``person_photo``."""
+
+    class Meta:
+        model = TryOnJob
+
+    kind = TryOnJob.Kind.MODEL_SHOT
+    garment = factory.SubFactory(GarmentFactory)
+    owner = factory.LazyAttribute(lambda job: job.garment.merchant)
+    pose = "front_standing"
+    params = factory.LazyFunction(lambda: {"steps": 2, "width": 128, "height": 192, "seed": 1})
+    engine = "tiny"
+    consent_at = factory.LazyAttribute(
+        lambda job: timezone.now() if job.kind == TryOnJob.Kind.PHOTO else None
+    )
+
+
+class TryOnResultFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TryOnResult
+
+    job = factory.SubFactory(TryOnJobFactory, status=TryOnJob.Status.SUCCEEDED, progress=1.0)
+    index = factory.Sequence(lambda n: n)
+    seed = factory.Sequence(lambda n: 1000 + n)
+    infotext = "a prompt\nSteps: 2, Sampler: Euler a, CFG scale: 7, Seed: 1000"
+    image = factory.django.ImageField(width=128, height=192, color="teal", format="PNG")
+    mask = factory.django.ImageField(width=128, height=192, color="white", format="PNG")
+    openpose = factory.django.ImageField(width=128, height=192, color="black", format="PNG")
+    canny = factory.django.ImageField(width=128, height=192, color="black", format="PNG")
+    composite = factory.django.ImageField(width=128, height=192, color="grey", format="PNG")

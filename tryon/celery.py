@@ -6,8 +6,18 @@ from celery import Celery, bootsteps
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tryon.settings")
 
+
+def _use_polling_sql_transport() -> None:
+    from django.conf import settings
+
+    from tryon.broker import use_polling_sql_transport
+
+    use_polling_sql_transport(settings.SQL_BROKER_POLLING_INTERVAL)
+
+
 app = Celery("tryon")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+_use_polling_sql_transport()
 app.autodiscover_tasks()
 
 
@@ -41,4 +51,46 @@ class HeartbeatStep(bootsteps.StartStopStep):
             self.timer_ref = None
 
 
+class JobSweepStep(bootsteps.StartStopStep):
+    """Puts back in the queue the jobs a dead worker left ``running``, at start and on a timer.
+
+    At start, jobs claimed by an earlier process of this same worker name are orphans at once
+    (a restarted worker); later, any job whose heartbeat went stale is. A timer inside every
+    worker needs no separate beat process, and the sweep is safe to run from several workers:
+    each re-queue is a conditional update.
+    """
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.timer_ref = None
+
+    def start(self, parent):
+        from django.conf import settings
+
+        from tryon.services import jobs_sweep
+
+        _safely(jobs_sweep, restarted_worker=parent.hostname)
+        self.timer_ref = parent.timer.call_repeatedly(
+            settings.JOB_SWEEP_SECONDS, _safely, args=(jobs_sweep,)
+        )
+
+    def stop(self, parent):
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+            self.timer_ref = None
+
+
+def _safely(work, **kwargs):
+    """Run a housekeeping ``work``; a failure is logged and tried again next time."""
+    import logging
+
+    try:
+        work(**kwargs)
+    except Exception:
+        logging.getLogger(__name__).exception("%s failed", work.__name__)
+
+
 app.steps["consumer"].add(HeartbeatStep)
+app.steps["consumer"].add(JobSweepStep)

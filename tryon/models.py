@@ -1,6 +1,18 @@
-"""Try-on data. Jobs and results arrive with the jobs issue; for now, worker liveness."""
+"""Try-on data: jobs, their results, staff access to private photos, and worker liveness.
 
+The job row is the source of truth (the broker only carries its id): a worker claims it with a
+conditional UPDATE, writes its progress and heartbeat into it, and records the outcome there.
+"""
+
+import uuid
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
+
+from catalog.models import RandomName
+
+from .storage import private_storage
 
 
 class WorkerHeartbeat(models.Model):
@@ -14,3 +26,170 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self):
         return f"{self.hostname} @ {self.last_seen:%Y-%m-%d %H:%M:%S}"
+
+
+class TryOnJob(models.Model):
+    """One requested picture (or batch of seeds) and what became of it."""
+
+    class Kind(models.TextChoices):
+        PHOTO = "photo", "Photo try-on"
+        MODEL_SHOT = "model_shot", "Model shot"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    # Unguessable: job ids appear in URLs that anonymous shoppers hold.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="tryon_jobs",
+    )
+    # An anonymous shopper owns their jobs through their session.
+    session_key = models.CharField(max_length=40, blank=True, db_index=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    garment = models.ForeignKey(
+        "catalog.Garment", on_delete=models.CASCADE, related_name="tryon_jobs"
+    )
+    # An outfit: further garments worn with ``garment``, one per category.
+    extra_garments = models.ManyToManyField(
+        "catalog.Garment", blank=True, related_name="outfit_jobs"
+    )
+    person_photo = models.ImageField(
+        upload_to=RandomName("photos"), storage=private_storage, blank=True
+    )
+    pose = models.CharField(max_length=40, blank=True)
+    scene = models.CharField(max_length=40, blank=True)
+    scene_text = models.CharField(max_length=300, blank=True)
+    model_attributes = models.JSONField(default=dict, blank=True)
+    # Validated WebUI-style parameters (pipelines.params.GenerationParams.to_dict()).
+    params = models.JSONField(default=dict, blank=True)
+    engine = models.CharField(max_length=10, default="auto")
+    # Model shots of one submitted batch share this id.
+    batch = models.UUIDField(null=True, blank=True, db_index=True)
+    consent_at = models.DateTimeField(null=True, blank=True)
+
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    progress = models.FloatField(default=0.0)
+    step = models.CharField(max_length=200, blank=True)
+    preview = models.ImageField(
+        upload_to=RandomName("previews"), storage=private_storage, blank=True
+    )
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error_type = models.CharField(max_length=60, blank=True)
+    error_message = models.TextField(blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1), name="job_progress_0_to_1"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="photo") | Q(consent_at__isnull=False),
+                name="photo_job_needs_consent",
+            ),
+        ]
+        permissions = [
+            ("view_person_photo", "Can view shoppers' photos and photo try-on results"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} of {self.garment_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    def stored_files(self):
+        """The private files the job owns (its results' files come with the results)."""
+        return [f for f in (self.person_photo, self.preview) if f]
+
+
+class TryOnResult(models.Model):
+    """One generated picture of a job, with the maps staff review it by."""
+
+    class Review(models.TextChoices):
+        PENDING = "pending", "Waiting for review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    job = models.ForeignKey(TryOnJob, on_delete=models.CASCADE, related_name="results")
+    index = models.PositiveSmallIntegerField()
+    image = models.ImageField(upload_to=RandomName("results"), storage=private_storage)
+    seed = models.BigIntegerField()
+    infotext = models.TextField(blank=True)
+    mask = models.ImageField(upload_to=RandomName("maps"), storage=private_storage, blank=True)
+    openpose = models.ImageField(upload_to=RandomName("maps"), storage=private_storage, blank=True)
+    canny = models.ImageField(upload_to=RandomName("maps"), storage=private_storage, blank=True)
+    composite = models.ImageField(upload_to=RandomName("maps"), storage=private_storage, blank=True)
+    review_status = models.CharField(
+        max_length=10, choices=Review.choices, default=Review.PENDING, db_index=True
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reviewed_results",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True)
+    published = models.BooleanField(default=False, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    FILE_FIELDS = ("image", "mask", "openpose", "canny", "composite")
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [
+            # Storing results is idempotent: a retried job overwrites, never duplicates.
+            models.UniqueConstraint(fields=["job", "index"], name="one_result_per_job_index"),
+            models.CheckConstraint(
+                condition=Q(published=False) | Q(review_status="approved"),
+                name="published_only_when_approved",
+            ),
+        ]
+
+    def __str__(self):
+        return f"result {self.index} of job {self.job_id}"
+
+    def stored_files(self):
+        return [f for f in (getattr(self, name) for name in self.FILE_FIELDS) if f]
+
+
+class PhotoAccess(models.Model):
+    """A record of a staff member looking at a shopper's private picture (the audit trail)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    job = models.ForeignKey(TryOnJob, null=True, on_delete=models.SET_NULL, related_name="+")
+    job_ref = models.CharField(max_length=36)  # kept when the job itself is deleted
+    what = models.CharField(max_length=40)
+    accessed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-accessed_at"]
+        verbose_name_plural = "photo accesses"
+
+    def __str__(self):
+        return f"{self.user} viewed {self.what} of job {self.job_ref} at {self.accessed_at}"

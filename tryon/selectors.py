@@ -9,7 +9,7 @@ from django.utils import timezone
 from pipelines.engines import find_weights, resolve_engine
 from pipelines.errors import PipelineError
 
-from .models import WorkerHeartbeat
+from .models import TryOnJob, WorkerHeartbeat
 
 OK, DEGRADED = "ok", "degraded"
 
@@ -77,3 +77,45 @@ def system_health() -> dict:
     }
     overall = OK if all(check["status"] == OK for check in checks.values()) else DEGRADED
     return {"status": overall, "checks": checks}
+
+
+# --- who may see a job's private files -----------------------------------------------------------
+
+PHOTO_PERMISSION = "tryon.view_person_photo"
+JOB_FILE_FIELDS = ("person_photo", "preview")
+
+
+def owns_job(job: TryOnJob, *, user, session_key: str | None) -> bool:
+    """Whether the request's user (or anonymous session) is the one who asked for ``job``."""
+    if job.owner_id is not None:
+        return bool(user and user.is_authenticated and user.pk == job.owner_id)
+    return bool(session_key) and session_key == job.session_key
+
+
+def file_access(job: TryOnJob, *, user, session_key: str | None, published: bool = False) -> str:
+    """How a request may see a file of ``job``: "owner", "audited" (staff holding the photo
+    permission: the view is recorded), "merchant" (model shots of their own garment), "public"
+    (a published model shot) or "" (not at all).
+    """
+    if owns_job(job, user=user, session_key=session_key):
+        return "owner"
+    if published and job.kind == TryOnJob.Kind.MODEL_SHOT:
+        return "public"
+    if not (user and user.is_authenticated):
+        return ""
+    if job.kind == TryOnJob.Kind.MODEL_SHOT:
+        if job.garment.merchant_id == user.pk or user.has_perm("tryon.view_tryonresult"):
+            return "merchant"
+        return ""
+    # A shopper's photo and the try-ons made from it show a real person: staff need the
+    # dedicated permission, and every look is recorded.
+    return "audited" if user.is_staff and user.has_perm(PHOTO_PERMISSION) else ""
+
+
+def jobs_of(*, user, session_key: str | None):
+    """The jobs a shopper or merchant asked for, newest first."""
+    if user and user.is_authenticated:
+        return TryOnJob.objects.filter(owner=user)
+    if session_key:
+        return TryOnJob.objects.filter(owner=None, session_key=session_key)
+    return TryOnJob.objects.none()

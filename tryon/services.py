@@ -1,8 +1,42 @@
-"""Writes of the try-on app (keyword-only arguments, one function per use case)."""
+"""Writes of the try-on app (keyword-only arguments, one function per use case).
 
+A job's life: ``tryon_job_create`` validates and stores it and queues its id once the
+transaction commits; a worker's ``tryon_job_run`` claims it with a conditional UPDATE (so two
+workers never run the same job), runs ``pipelines.tryon`` with a heartbeat, and stores the
+results keyed by (job, index), so a retried job overwrites instead of duplicating.
+``jobs_sweep`` puts back in the queue a job whose worker died (its heartbeat went stale).
+"""
+
+import io
+import logging
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.base import ContentFile
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
+from PIL import Image
 
-from .models import WorkerHeartbeat
+from catalog.models import Garment
+from pipelines.engines import ENGINES
+from pipelines.errors import GenerationCancelled, InvalidInputError, PipelineError
+from pipelines.params import MAX_SEED, params_from_dict
+
+from .models import PhotoAccess, TryOnJob, TryOnResult, WorkerHeartbeat
+from .uploads import clean_image_upload
+
+logger = logging.getLogger(__name__)
+
+Status = TryOnJob.Status
 
 
 def worker_heartbeat(*, hostname: str) -> None:
@@ -10,3 +44,631 @@ def worker_heartbeat(*, hostname: str) -> None:
     WorkerHeartbeat.objects.update_or_create(
         hostname=hostname, defaults={"last_seen": timezone.now()}
     )
+
+
+def _invalid(error: InvalidInputError) -> ValidationError:
+    """A pipeline's refusal as a form/API error on the field it names."""
+    return ValidationError({error.argument: [error.message]})
+
+
+def _delete_files_on_commit(files: Iterable) -> None:
+    """Remove stored files once the transaction that dropped them has committed."""
+    for stored in files:
+        storage, name = stored.storage, stored.name
+        transaction.on_commit(lambda storage=storage, name=name: storage.delete(name))
+
+
+def _enqueue(job: TryOnJob) -> None:
+    from .tasks import tryon_job_run_task
+
+    job_id = str(job.pk)
+    transaction.on_commit(lambda: tryon_job_run_task.delay(job_id))
+
+
+# --- creating jobs -------------------------------------------------------------------------------
+
+
+def _check_garments(garment: Garment, extra: list[Garment]) -> None:
+    from pipelines.tryon import check_outfit
+
+    for item in (garment, *extra):
+        if item.analysis_status != Garment.AnalysisStatus.DONE:
+            raise ValidationError({"garment": [f"“{item.title}” is not analysed yet; try later"]})
+    try:
+        check_outfit([item.category for item in (garment, *extra)])
+    except InvalidInputError as error:
+        raise _invalid(error) from None
+
+
+def _check_model_shot(*, pose: str, scene: str, scene_text: str, model_attributes: dict) -> None:
+    from pipelines.poses import get_preset
+    from pipelines.prompts import build_prompt
+    from pipelines.scenes import resolve_scene
+
+    try:
+        get_preset(pose)
+        resolve_scene(scene, scene_text)
+        build_prompt(category="upper", model=model_attributes)
+    except InvalidInputError as error:
+        raise _invalid(error) from None
+
+
+def _check_params(params: dict | None, category: str):
+    from pipelines.prompts import build_prompt
+
+    try:
+        checked = params_from_dict(params or {})
+        # Free text is capped and its weights clamped by the builder: refuse what it refuses.
+        build_prompt(
+            category=category, user_text=checked.prompt, user_negative=checked.negative_prompt
+        )
+    except InvalidInputError as error:
+        raise _invalid(error) from None
+    return checked
+
+
+def _clean_photo(upload, category: str, *, check_pose: bool) -> ContentFile:
+    """The shopper's photo re-encoded (see ``tryon.uploads``), refused without a usable pose."""
+    try:
+        cleaned = clean_image_upload(upload)
+    except ValidationError as error:
+        raise ValidationError({"person_photo": error.messages}) from None
+    if check_pose:
+        from pipelines.person import analyze_person, check_pose_usable
+
+        with Image.open(io.BytesIO(cleaned.read())) as picture:
+            try:
+                check_pose_usable(analyze_person(picture.convert("RGB")), category)
+            except InvalidInputError as error:
+                raise ValidationError({"person_photo": [error.message]}) from None
+        cleaned.seek(0)
+    return cleaned
+
+
+def tryon_job_create(
+    *,
+    kind: str,
+    garment: Garment,
+    owner=None,
+    session_key: str = "",
+    extra_garments: Iterable[Garment] = (),
+    person_photo=None,
+    consent: bool = False,
+    pose: str = "",
+    scene: str = "",
+    scene_text: str = "",
+    model_attributes: dict | None = None,
+    params: dict | None = None,
+    engine: str | None = None,
+    batch: uuid.UUID | None = None,
+    check_pose: bool = True,
+) -> TryOnJob:
+    """Validate a try-on request, store it and queue it (after the transaction commits).
+
+    ``owner`` is a signed-in user; an anonymous shopper is identified by ``session_key``.
+    A photo try-on needs ``person_photo`` (an upload, cleaned like every picture, and checked
+    for a usable pose unless ``check_pose`` is false) and ``consent``. Raises
+    ``ValidationError`` keyed by the offending field; nothing is stored then.
+    """
+    extra = list(extra_garments)
+    if kind not in TryOnJob.Kind.values:
+        raise ValidationError({"kind": [f"must be one of {', '.join(TryOnJob.Kind.values)}"]})
+    if owner is None and not session_key:
+        raise ValidationError({"owner": ["a job needs an owner: a user or a session"]})
+    engine = engine or settings.TRYON_ENGINE
+    if engine not in ENGINES:
+        raise ValidationError({"engine": [f"must be one of {', '.join(ENGINES)}"]})
+    _check_garments(garment, extra)
+    checked = _check_params(params, garment.category)
+    model_attributes = model_attributes or {}
+    photo = None
+    if kind == TryOnJob.Kind.PHOTO:
+        if not consent:
+            raise ValidationError(
+                {"consent": ["please agree to the processing of your photo to try it on"]}
+            )
+        if person_photo is None:
+            raise ValidationError({"person_photo": ["a photo of the person is required"]})
+        photo = _clean_photo(person_photo, garment.category, check_pose=check_pose)
+    else:
+        pose = pose or "front_standing"
+        _check_model_shot(
+            pose=pose, scene=scene, scene_text=scene_text, model_attributes=model_attributes
+        )
+    job = TryOnJob(
+        kind=kind,
+        garment=garment,
+        owner=owner if owner is not None and owner.is_authenticated else None,
+        session_key=session_key if owner is None or not owner.is_authenticated else "",
+        pose=pose,
+        scene=scene,
+        scene_text=scene_text,
+        model_attributes=model_attributes,
+        params=checked.to_dict(),
+        engine=engine,
+        batch=batch,
+        consent_at=timezone.now() if consent else None,
+    )
+    if job.owner is None and not job.session_key:
+        raise ValidationError({"owner": ["a job needs an owner: a user or a session"]})
+    with transaction.atomic():
+        if photo is not None:
+            job.person_photo.save(photo.name, photo, save=False)
+        try:
+            job.save()
+            job.extra_garments.set(extra)
+        except Exception:
+            if job.person_photo:
+                job.person_photo.storage.delete(job.person_photo.name)
+            raise
+        _enqueue(job)
+    return job
+
+
+def model_shot_batch_create(
+    *,
+    owner,
+    garment: Garment,
+    poses: list[str],
+    scenes: list[str],
+    count: int = 1,
+    model_attributes: dict | None = None,
+    params: dict | None = None,
+    extra_garments: Iterable[Garment] = (),
+    engine: str | None = None,
+) -> list[TryOnJob]:
+    """One model-shot job per pose × scene × variation, all sharing a batch id.
+
+    A scene is a preset's name or free words. Variation *i* gets seed + *i* (a random seed
+    first when the seed is -1), so each picture can be re-made on its own.
+    """
+    from pipelines.scenes import SCENES
+
+    if not poses:
+        raise ValidationError({"poses": ["choose at least one pose"]})
+    if not 1 <= count <= 8:
+        raise ValidationError({"count": ["must be from 1 to 8"]})
+    if len(poses) * len(scenes or [""]) * count > 24:
+        raise ValidationError({"count": ["at most 24 pictures in one batch"]})
+    checked = _check_params(params, garment.category)
+    base_seed = checked.seed if checked.seed != -1 else secrets.randbelow(MAX_SEED + 1)
+    batch = uuid.uuid4()
+    extra = list(extra_garments)
+    jobs = []
+    with transaction.atomic():
+        for pose in poses:
+            for scene in scenes or [""]:
+                preset, text = (scene, "") if scene in SCENES or not scene else ("", scene)
+                for variation in range(count):
+                    seeded = {**checked.to_dict(), "seed": (base_seed + variation) % (MAX_SEED + 1)}
+                    jobs.append(
+                        tryon_job_create(
+                            kind=TryOnJob.Kind.MODEL_SHOT,
+                            garment=garment,
+                            owner=owner,
+                            extra_garments=extra,
+                            pose=pose,
+                            scene=preset,
+                            scene_text=text,
+                            model_attributes=model_attributes,
+                            params={**seeded, "batch_size": 1},
+                            engine=engine,
+                            batch=batch,
+                        )
+                    )
+    return jobs
+
+
+def tryon_job_rerun(*, job: TryOnJob, new_seed: bool) -> TryOnJob:
+    """A new job with ``job``'s inputs and parameters; ``new_seed`` picks a fresh random seed.
+
+    A photo job gets its own copy of the photo, so deleting either job leaves the other whole.
+    """
+    params = dict(job.params)
+    if new_seed:
+        params["seed"] = secrets.randbelow(MAX_SEED + 1)
+    copy = TryOnJob(
+        kind=job.kind,
+        garment=job.garment,
+        owner=job.owner,
+        session_key=job.session_key,
+        pose=job.pose,
+        scene=job.scene,
+        scene_text=job.scene_text,
+        model_attributes=job.model_attributes,
+        params=params,
+        engine=job.engine,
+        consent_at=job.consent_at,
+    )
+    with transaction.atomic():
+        if job.person_photo:
+            with job.person_photo.open("rb") as photo:
+                name = Path(job.person_photo.name).name
+                copy.person_photo.save(name, ContentFile(photo.read()), save=False)
+        copy.save()
+        copy.extra_garments.set(job.extra_garments.all())
+        _enqueue(copy)
+    return copy
+
+
+# --- cancelling and deleting ---------------------------------------------------------------------
+
+
+def tryon_job_cancel(*, job: TryOnJob) -> TryOnJob:
+    """Stop a job: a queued one at once, a running one at its next sampling step."""
+    now = timezone.now()
+    TryOnJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(
+        status=Status.CANCELLED, finished_at=now, step="cancelled"
+    )
+    TryOnJob.objects.filter(pk=job.pk, status=Status.RUNNING).update(cancel_requested=True)
+    job.refresh_from_db()
+    return job
+
+
+def tryon_job_delete(*, job: TryOnJob) -> None:
+    """Delete the job, its results and every file they own (a running job is stopped first)."""
+    with transaction.atomic():
+        files = job.stored_files()
+        for result in job.results.all():
+            files += result.stored_files()
+        TryOnJob.objects.filter(pk=job.pk, status=Status.RUNNING).update(cancel_requested=True)
+        job.delete()
+        _delete_files_on_commit(files)
+
+
+def record_photo_access(*, user, job: TryOnJob, what: str) -> None:
+    """Note that a staff member looked at a shopper's private picture (the audit trail)."""
+    PhotoAccess.objects.create(user=user, job=job, job_ref=str(job.pk), what=what)
+
+
+# --- review and publishing -----------------------------------------------------------------------
+
+
+def result_review(*, result: TryOnResult, reviewer, approve: bool, note: str = "") -> TryOnResult:
+    """Staff's verdict on a result; a rejected result is unpublished."""
+    if not reviewer.is_staff:
+        raise PermissionDenied("only staff review results")
+    result.review_status = TryOnResult.Review.APPROVED if approve else TryOnResult.Review.REJECTED
+    result.reviewer = reviewer
+    result.reviewed_at = timezone.now()
+    result.review_note = note
+    if not approve:
+        result.published = False
+    result.save(
+        update_fields=["review_status", "reviewer", "reviewed_at", "review_note", "published"]
+    )
+    return result
+
+
+def result_publish(*, result: TryOnResult, user, published: bool = True) -> TryOnResult:
+    """Show (or hide) a staff-approved model shot on its product page; the garment's merchant."""
+    job = result.job
+    if job.garment.merchant_id != user.pk:
+        raise PermissionDenied("only the garment's merchant publishes its model shots")
+    if published:
+        if job.kind != TryOnJob.Kind.MODEL_SHOT:
+            raise ValidationError(
+                {"result": ["only model shots are published; try-ons stay private"]}
+            )
+        if result.review_status != TryOnResult.Review.APPROVED:
+            raise ValidationError({"result": ["staff have not approved this picture yet"]})
+    result.published = published
+    result.save(update_fields=["published"])
+    return result
+
+
+# --- running jobs (worker side) ------------------------------------------------------------------
+
+
+def worker_name() -> str:
+    """This process's worker id, for the job row (a Celery task passes its hostname)."""
+    return f"{socket.gethostname()}:{threading.get_native_id()}"
+
+
+def _claim(job_id, worker: str) -> TryOnJob | None:
+    """Take a queued job for ``worker``; None if another worker has it or it is finished."""
+    now = timezone.now()
+    taken = TryOnJob.objects.filter(pk=job_id, status=Status.QUEUED).update(
+        status=Status.RUNNING,
+        attempts=F("attempts") + 1,
+        worker=worker,
+        heartbeat=now,
+        started_at=now,
+        finished_at=None,
+        progress=0.0,
+        step="starting",
+        error_type="",
+        error_message="",
+        cancel_requested=False,
+    )
+    return TryOnJob.objects.filter(pk=job_id).first() if taken else None
+
+
+def _mine(job: TryOnJob):
+    """The job's row while this claim still holds it (a swept job belongs to the next claim)."""
+    return TryOnJob.objects.filter(
+        pk=job.pk, status=Status.RUNNING, worker=job.worker, attempts=job.attempts
+    )
+
+
+class _Heartbeat:
+    """Writes the job's heartbeat from a thread while the job runs (analysis and loading
+    included, which report no progress)."""
+
+    def __init__(self, job: TryOnJob):
+        self.job = job
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop.set()
+        self.thread.join()
+
+    def _beat(self):
+        try:
+            while not self.stop.wait(settings.JOB_HEARTBEAT_SECONDS):
+                try:
+                    _mine(self.job).update(heartbeat=timezone.now())
+                except DatabaseError:
+                    # A busy database delays one beat; the next one will do.
+                    logger.warning("job %s: heartbeat not written", self.job.pk, exc_info=True)
+        finally:
+            connection.close()
+
+
+class _Reporter:
+    """Progress, live preview and cancel checks for one running job.
+
+    Progress is written at most every JOB_PROGRESS_INTERVAL seconds (the last report, 1.0,
+    always); cancel and the deadline are checked at every step.
+    """
+
+    def __init__(self, job: TryOnJob):
+        self.job = job
+        self.started = time.monotonic()
+        self.last_write = 0.0
+        self.deadline_hit = False
+
+    def progress(self, report) -> None:
+        now = time.monotonic()
+        if now - self.last_write < settings.JOB_PROGRESS_INTERVAL and report.fraction < 1.0:
+            return
+        self.last_write = now
+        fields = {
+            "progress": max(0.0, min(1.0, report.fraction)),
+            "step": report.text[:200],
+            "heartbeat": timezone.now(),
+        }
+        if report.preview is not None:
+            fields["preview"] = self._save_preview(report.preview)
+        _mine(self.job).update(**fields)
+
+    def _save_preview(self, preview: Image.Image) -> str:
+        field = self.job.preview
+        name = f"previews/{self.job.pk}.png"
+        buffer = io.BytesIO()
+        # The latent preview is 1/8 of the size; enlarged here so a page can show it as is.
+        preview.resize((preview.width * 4, preview.height * 4), Image.NEAREST).save(buffer, "PNG")
+        field.storage.delete(name)
+        return field.storage.save(name, ContentFile(buffer.getvalue()))
+
+    def should_cancel(self) -> bool:
+        if time.monotonic() - self.started > settings.JOB_DEADLINE:
+            self.deadline_hit = True
+            return True
+        # Cancelled, deleted or taken over by another claim: no reason to keep painting.
+        return not _mine(self.job).filter(cancel_requested=False).exists()
+
+
+def _garment_input(garment: Garment):
+    from pipelines.tryon import GarmentInput
+    from pipelines.types import GarmentAnalysis
+
+    def load(field, mode):
+        with field.open("rb") as stored, Image.open(stored) as picture:
+            return picture.convert(mode)
+
+    analysis = GarmentAnalysis(
+        category=garment.category,
+        cutout=load(garment.cutout, "RGBA"),
+        mask=load(garment.mask, "L"),
+        canny=load(garment.canny, "RGB"),
+        landmarks={name: (float(x), float(y)) for name, (x, y) in garment.landmarks.items()},
+    )
+    return GarmentInput(
+        analysis, colour=garment.colour, material=garment.material, description=garment.description
+    )
+
+
+def _request(job: TryOnJob):
+    from pipelines.tryon import TryOnRequest
+
+    photo = None
+    if job.person_photo:
+        with job.person_photo.open("rb") as stored, Image.open(stored) as picture:
+            photo = picture.convert("RGB")
+    garments = (job.garment, *job.extra_garments.all())
+    return TryOnRequest(
+        mode=job.kind,
+        garments=tuple(_garment_input(garment) for garment in garments),
+        person_photo=photo,
+        pose=job.pose or "front_standing",
+        scene=job.scene,
+        scene_text=job.scene_text,
+        model_attributes=job.model_attributes,
+        params=params_from_dict(job.params),
+        engine=job.engine,
+        # Only a merchant's or staff's own words may load LoRAs; a shopper's tags are dropped.
+        allow_loras=bool(job.owner_id and (job.owner.is_staff or job.kind == "model_shot")),
+    )
+
+
+def runtime_config():
+    """The worker's ``pipelines.generate.RuntimeConfig``, from settings."""
+    from pipelines.generate import RuntimeConfig
+
+    return RuntimeConfig(
+        device=settings.TRYON_DEVICE,
+        dtype=settings.TRYON_DTYPE,
+        offload=settings.TRYON_CPU_OFFLOAD,
+        vae_tiling=settings.TRYON_VAE_TILING,
+        hash_cache=settings.VAR_DIR / "model-hashes.json",
+    )
+
+
+def _finish(job: TryOnJob, status: str, *, error: Exception | None = None, message: str = ""):
+    fields = {"status": status, "finished_at": timezone.now(), "cancel_requested": False}
+    if status == Status.SUCCEEDED:
+        fields.update(progress=1.0, step="done")
+    if error is not None:
+        fields.update(error_type=type(error).__name__, error_message=message or str(error))
+    return _mine(job).update(**fields)
+
+
+def _retry_or_fail(job: TryOnJob, error: Exception) -> None:
+    if job.attempts < settings.JOB_MAX_ATTEMPTS:
+        with transaction.atomic():
+            requeued = _mine(job).update(
+                status=Status.QUEUED,
+                worker="",
+                error_type=type(error).__name__,
+                error_message=f"attempt {job.attempts} failed; trying again",
+            )
+            if requeued:
+                _enqueue(job)
+        return
+    _finish(
+        job,
+        Status.FAILED,
+        error=error,
+        message=f"The generation failed {job.attempts} times; staff can see the details in "
+        "the worker's log.",
+    )
+
+
+def tryon_job_run(*, job_id, worker: str) -> TryOnJob | None:
+    """Run a queued job (worker side) and record its outcome; None if it was not ours to run.
+
+    Bad input and missing weights fail at once with their message; an unexpected error is
+    retried until JOB_MAX_ATTEMPTS; a cancel request ends it ``cancelled`` at the next step.
+    """
+    from pipelines.tryon import run
+
+    job = _claim(job_id, worker)
+    if job is None:
+        return None
+    if job.attempts > settings.JOB_MAX_ATTEMPTS:
+        _finish(
+            job,
+            Status.FAILED,
+            error=RuntimeError(),
+            message=f"Gave up after {settings.JOB_MAX_ATTEMPTS} attempts.",
+        )
+        return TryOnJob.objects.get(pk=job.pk)
+    reporter = _Reporter(job)
+    try:
+        with _Heartbeat(job):
+            output = run(
+                _request(job),
+                models_dir=settings.MODELS_DIR,
+                runtime=runtime_config(),
+                on_progress=reporter.progress,
+                should_cancel=reporter.should_cancel,
+            )
+    except GenerationCancelled as error:
+        if reporter.deadline_hit:
+            _finish(
+                job,
+                Status.FAILED,
+                error=error,
+                message=f"The job took longer than {settings.JOB_DEADLINE} s and was stopped.",
+            )
+        else:
+            _finish(job, Status.CANCELLED)
+    except PipelineError as error:
+        _finish(job, Status.FAILED, error=error)
+    except Exception as error:
+        logger.exception("try-on job %s failed (attempt %s)", job.pk, job.attempts)
+        _retry_or_fail(job, error)
+    else:
+        _store_results(job, output)
+    return TryOnJob.objects.filter(pk=job.pk).first()
+
+
+def _png(image: Image.Image, name: str) -> ContentFile:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return ContentFile(buffer.getvalue(), name=f"{name}.png")
+
+
+def _store_results(job: TryOnJob, output) -> None:
+    """Save the pictures and maps and mark the job done, unless this claim was lost."""
+    maps = {name: _png(picture, name).read() for name, picture in output.maps.items()}
+    saved: list = []
+    try:
+        with transaction.atomic():
+            if not _finish(job, Status.SUCCEEDED):
+                return  # cancelled, deleted or taken over meanwhile: nothing of ours is stored
+            TryOnJob.objects.filter(pk=job.pk).update(timings=output.timings_ms)
+            for index, generated in enumerate(output.images):
+                saved += _store_result(job, index, generated, maps)
+            TryOnResult.objects.filter(job=job, index__gte=len(output.images)).delete()
+    except Exception:
+        for stored in saved:  # rolled back: these files belong to no row
+            stored.storage.delete(stored.name)
+        raise
+
+
+def _store_result(job: TryOnJob, index: int, generated, maps: dict[str, bytes]) -> list:
+    """Create or overwrite result ``index`` of ``job``; returns the files it now owns."""
+    result, _ = TryOnResult.objects.get_or_create(
+        job=job, index=index, defaults={"seed": generated.seed}
+    )
+    old = result.stored_files()
+    result.seed = generated.seed
+    result.infotext = generated.infotext
+    result.review_status = TryOnResult.Review.PENDING
+    result.published = False
+    result.image.save("result.png", ContentFile(generated.png_bytes()), save=False)
+    for name, content in maps.items():
+        getattr(result, name).save(f"{name}.png", ContentFile(content), save=False)
+    result.save()
+    _delete_files_on_commit(old)
+    return result.stored_files()
+
+
+# --- the sweeper ---------------------------------------------------------------------------------
+
+
+def jobs_sweep(*, restarted_worker: str = "") -> int:
+    """Queue again the running jobs whose worker died; fail those out of attempts.
+
+    A job is orphaned when its heartbeat is older than JOB_STALE_AFTER, or, at a worker's
+    start, when it was claimed by a process of that same worker name (which cannot be running
+    it any more). Returns how many jobs were put back in the queue.
+    """
+    stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER)
+    orphaned = Q(heartbeat__lt=stale) | Q(heartbeat__isnull=True)
+    if restarted_worker:
+        orphaned |= Q(worker__startswith=f"{restarted_worker}:")
+    requeued = 0
+    for job in TryOnJob.objects.filter(Q(status=Status.RUNNING) & orphaned):
+        if job.attempts >= settings.JOB_MAX_ATTEMPTS:
+            _finish(
+                job,
+                Status.FAILED,
+                error=RuntimeError("worker lost"),
+                message=f"The worker running this job stopped {job.attempts} times; gave up.",
+            )
+            continue
+        with transaction.atomic():
+            if _mine(job).update(status=Status.QUEUED, worker="", step="queued again"):
+                _enqueue(job)
+                requeued += 1
+    if requeued:
+        logger.warning("re-queued %s job(s) left by a stopped worker", requeued)
+    return requeued

@@ -5,6 +5,7 @@ Celery broker in an SQLite file. The development-only defaults (secret key, allo
 used only when ``DJANGO_DEBUG`` is true; a production process must set them explicitly.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -94,8 +95,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     # A file, not Django's in-memory default, so a worker process started by a test sees the
-    # same test database.
-    DATABASES["default"].setdefault("TEST", {"NAME": str(VAR_DIR / "test-db.sqlite3")})
+    # same test database; one per test run, so two runs at once never share it.
+    DATABASES["default"].setdefault(
+        "TEST", {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -119,8 +122,11 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+# Shoppers' photos and try-on results: never under MEDIA_ROOT, never at a public URL.
+PRIVATE_MEDIA_ROOT = env.path("PRIVATE_MEDIA_ROOT", default=VAR_DIR / "private")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "private": {"BACKEND": "tryon.storage.PrivateFileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
         if not DEBUG
@@ -140,6 +146,23 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 # Generation engine and weights (see DESIGN.md, "Engines" and "Weights").
 MODELS_DIR = env.path("MODELS_DIR", default=BASE_DIR / "models")
 TRYON_ENGINE = env.str("TRYON_ENGINE", default="auto")
+# How the worker runs the models (pipelines.generate.RuntimeConfig): device auto|cpu|cuda[:N],
+# dtype auto|fp16|bf16|fp32; offload and VAE tiling trade speed for GPU memory.
+TRYON_DEVICE = env.str("TRYON_DEVICE", default="auto")
+TRYON_DTYPE = env.str("TRYON_DTYPE", default="auto")
+TRYON_CPU_OFFLOAD = env.bool("TRYON_CPU_OFFLOAD", default=False)
+TRYON_VAE_TILING = env.bool("TRYON_VAE_TILING", default=False)
+
+# Try-on jobs (tryon.services): a running job writes a heartbeat this often; one whose heartbeat
+# is older than JOB_STALE_AFTER is taken to be orphaned by a dead worker and queued again, at
+# most JOB_MAX_ATTEMPTS times in all. A job running longer than JOB_DEADLINE seconds fails.
+JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=5.0)
+JOB_STALE_AFTER = env.float("JOB_STALE_AFTER", default=30.0)
+JOB_SWEEP_SECONDS = env.float("JOB_SWEEP_SECONDS", default=15.0)
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
+JOB_DEADLINE = env.int("JOB_DEADLINE", default=900)
+# Progress and the live preview are written at most this often (seconds).
+JOB_PROGRESS_INTERVAL = env.float("JOB_PROGRESS_INTERVAL", default=0.5)
 
 # Celery: an SQLite broker and result store by default, Redis (or any kombu URL) at scale.
 CELERY_BROKER_URL = env.str(
@@ -152,6 +175,12 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# How often a worker looks for new jobs on the embedded SQLite broker (tryon/broker.py).
+SQL_BROKER_POLLING_INTERVAL = env.float("SQL_BROKER_POLLING_INTERVAL", default=0.2)
+# Garment analysis (CPU, seconds) and generation (GPU, a minute) never wait behind each other.
+CELERY_TASK_DEFAULT_QUEUE = "analysis"
+CELERY_TASK_ROUTES = {"tryon.tasks.*": {"queue": "generation"}}
 # A worker writes a heartbeat row this often; /healthz calls a worker "ok" if seen within
 # WORKER_STALE_AFTER seconds.
 WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=10)

@@ -14,6 +14,8 @@ urlpatterns = [
     path("accounts/welcome/", views.after_login, name="after_login"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("files/jobs/<uuid:job_id>/<str:field>/", views.job_file, name="job_file"),
+    path("files/results/<int:result_id>/<str:field>/", views.result_file, name="result_file"),
 ]
 
 # Only for `make run` (DEBUG): production serves media from object storage or the proxy.

@@ -1,18 +1,10 @@
-"""Fixtures for the pipelines' tests: the tiny model kit, and a machine with no network."""
+"""Fixtures for the pipelines' tests: a machine with no network (tiny kit: tests/conftest.py)."""
 
 import socket
-from pathlib import Path
 
 import pytest
 
 from pipelines import cache
-from pipelines.tiny import make_tiny
-
-
-@pytest.fixture(scope="session")
-def tiny_kit(tmp_path_factory) -> Path:
-    """A MODELS_DIR holding the tiny kit, built once for the whole test session."""
-    return make_tiny(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture

@@ -68,6 +68,7 @@ def test_the_web_process_never_imports_torch(tmp_path):
         "from django.test import Client\n"
         "call_command('migrate', verbosity=0)\n"
         "import catalog.tasks, pipelines.garment, pipelines.person, pipelines.preview\n"
+        "import tryon.services, tryon.tasks, tryon.admin, pipelines.tryon, pipelines.scenes\n"
         "client = Client()\n"
         "for url in ('/', '/healthz', '/accounts/login/', '/admin/login/'):\n"
         "    assert client.get(url).status_code == 200, url\n"
