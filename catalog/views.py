@@ -10,6 +10,8 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from tryon.selectors import published_model_shots
+
 from . import selectors, services
 from .forms import GarmentForm
 from .models import Garment
@@ -41,7 +43,10 @@ def garment_detail(request, pk):
         garment = selectors.garment_get(pk=pk)
     except Garment.DoesNotExist:
         raise Http404("No such garment.") from None
-    return render(request, "catalog/garment_detail.html", {"garment": garment})
+    shots = published_model_shots(garment=garment)
+    return render(
+        request, "catalog/garment_detail.html", {"garment": garment, "model_shots": shots}
+    )
 
 
 def merchant_required(view):

@@ -4,12 +4,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from pipelines.engines import find_weights, resolve_engine
 from pipelines.errors import PipelineError
 
-from .models import TryOnJob, WorkerHeartbeat
+from .models import TryOnJob, TryOnResult, WorkerHeartbeat
 
 OK, DEGRADED = "ok", "degraded"
 
@@ -119,3 +120,13 @@ def jobs_of(*, user, session_key: str | None):
     if session_key:
         return TryOnJob.objects.filter(owner=None, session_key=session_key)
     return TryOnJob.objects.none()
+
+
+def published_model_shots(*, garment) -> QuerySet:
+    """The staff-approved model shots the merchant chose to show on ``garment``'s page."""
+    return TryOnResult.objects.filter(
+        job__garment=garment,
+        job__kind=TryOnJob.Kind.MODEL_SHOT,
+        review_status=TryOnResult.Review.APPROVED,
+        published=True,
+    ).order_by("-created_at")

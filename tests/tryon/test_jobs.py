@@ -428,3 +428,25 @@ def test_private_files_are_served_to_their_owner_only(
     assert stranger.get(photo_url).status_code == 404
     assert stranger.get(result_url).status_code == 404
     assert stranger.get(reverse("job_file", args=[job.pk, "garment"])).status_code == 404
+
+
+def test_the_product_page_shows_published_model_shots_only(client, merchant, admin_user):
+    shown = TryOnResultFactory(job__garment__merchant=merchant, job__owner=merchant)
+    result_review(result=shown, reviewer=admin_user, approve=True)
+    result_publish(result=shown, user=merchant)
+    garment = shown.job.garment
+    approved_only = TryOnResultFactory(job__garment=garment, job__owner=merchant)
+    result_review(result=approved_only, reviewer=admin_user, approve=True)
+    pending = TryOnResultFactory(job__garment=garment, job__owner=merchant)
+
+    page = client.get(reverse("catalog:garment", args=[garment.pk])).content.decode()
+    assert reverse("result_file", args=[shown.pk, "image"]) in page
+    assert "AI-generated" in page
+    for hidden in (approved_only, pending):
+        assert reverse("result_file", args=[hidden.pk, "image"]) not in page
+        # Nor can anyone outside fetch them by guessing the address.
+        assert client.get(reverse("result_file", args=[hidden.pk, "image"])).status_code == 404
+    response = client.get(reverse("result_file", args=[shown.pk, "image"]))
+    assert response.status_code == 200 and response["Cache-Control"].startswith("public")
+    # Its maps stay with staff and the merchant.
+    assert client.get(reverse("result_file", args=[shown.pk, "mask"])).status_code == 404
