@@ -52,7 +52,8 @@ class HeartbeatStep(bootsteps.StartStopStep):
 
 
 class JobSweepStep(bootsteps.StartStopStep):
-    """Puts back in the queue the jobs a dead worker left ``running``, at start and on a timer.
+    """Puts back in the queue the jobs a dead worker left ``running``, at start and on a timer
+    (which also deletes shoppers' photos past their retention).
 
     At start, jobs claimed by an earlier process of this same worker name are orphans at once
     (a restarted worker); later, any job whose heartbeat went stale is. A timer inside every
@@ -72,14 +73,19 @@ class JobSweepStep(bootsteps.StartStopStep):
         from tryon.services import jobs_sweep
 
         _safely(jobs_sweep, restarted_worker=parent.hostname)
-        self.timer_ref = parent.timer.call_repeatedly(
-            settings.JOB_SWEEP_SECONDS, _safely, args=(jobs_sweep,)
-        )
+        self.timer_ref = parent.timer.call_repeatedly(settings.JOB_SWEEP_SECONDS, _housekeeping)
 
     def stop(self, parent):
         if self.timer_ref is not None:
             self.timer_ref.cancel()
             self.timer_ref = None
+
+
+def _housekeeping() -> None:
+    from tryon.services import jobs_sweep, purge_expired
+
+    _safely(jobs_sweep)
+    _safely(purge_expired)
 
 
 def _safely(work, **kwargs):

@@ -107,6 +107,17 @@ def _check_params(params: dict | None, category: str):
     return checked
 
 
+def _check_pose(photo: ContentFile, category: str) -> None:
+    from pipelines.person import analyze_person, check_pose_usable
+
+    with Image.open(io.BytesIO(photo.read())) as picture:
+        try:
+            check_pose_usable(analyze_person(picture.convert("RGB")), category)
+        except InvalidInputError as error:
+            raise ValidationError({"person_photo": [error.message]}) from None
+    photo.seek(0)
+
+
 def _clean_photo(upload, category: str, *, check_pose: bool) -> ContentFile:
     """The shopper's photo re-encoded (see ``tryon.uploads``), refused without a usable pose."""
     try:
@@ -114,15 +125,17 @@ def _clean_photo(upload, category: str, *, check_pose: bool) -> ContentFile:
     except ValidationError as error:
         raise ValidationError({"person_photo": error.messages}) from None
     if check_pose:
-        from pipelines.person import analyze_person, check_pose_usable
-
-        with Image.open(io.BytesIO(cleaned.read())) as picture:
-            try:
-                check_pose_usable(analyze_person(picture.convert("RGB")), category)
-            except InvalidInputError as error:
-                raise ValidationError({"person_photo": [error.message]}) from None
-        cleaned.seek(0)
+        _check_pose(cleaned, category)
     return cleaned
+
+
+def _reused_photo(job: TryOnJob, category: str, *, check_pose: bool) -> ContentFile:
+    """A copy of an earlier job's (already cleaned) photo, checked for this garment's pose."""
+    with job.person_photo.open("rb") as stored:
+        photo = ContentFile(stored.read(), name=Path(job.person_photo.name).name)
+    if check_pose:
+        _check_pose(photo, category)
+    return photo
 
 
 def tryon_job_create(
@@ -142,6 +155,7 @@ def tryon_job_create(
     engine: str | None = None,
     batch: uuid.UUID | None = None,
     check_pose: bool = True,
+    photo_from: TryOnJob | None = None,
 ) -> TryOnJob:
     """Validate a try-on request, store it and queue it (after the transaction commits).
 
@@ -167,9 +181,12 @@ def tryon_job_create(
             raise ValidationError(
                 {"consent": ["please agree to the processing of your photo to try it on"]}
             )
-        if person_photo is None:
+        if photo_from is not None and photo_from.person_photo:
+            photo = _reused_photo(photo_from, garment.category, check_pose=check_pose)
+        elif person_photo is None:
             raise ValidationError({"person_photo": ["a photo of the person is required"]})
-        photo = _clean_photo(person_photo, garment.category, check_pose=check_pose)
+        else:
+            photo = _clean_photo(person_photo, garment.category, check_pose=check_pose)
     else:
         pose = pose or "front_standing"
         _check_model_shot(
@@ -639,6 +656,25 @@ def _store_result(job: TryOnJob, index: int, generated, maps: dict[str, bytes]) 
     result.save()
     _delete_files_on_commit(old)
     return result.stored_files()
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+
+def purge_expired() -> int:
+    """Delete shoppers' photo jobs (photo, results, files) older than PERSON_PHOTO_RETENTION.
+
+    Returns how many jobs were deleted. Model shots carry no one's photo and are kept.
+    """
+    cutoff = timezone.now() - timedelta(hours=settings.PERSON_PHOTO_RETENTION_HOURS)
+    expired = TryOnJob.objects.filter(kind=TryOnJob.Kind.PHOTO, created_at__lt=cutoff)
+    count = 0
+    for job in expired.iterator():
+        tryon_job_delete(job=job)
+        count += 1
+    if count:
+        logger.info("deleted %s photo job(s) past their retention", count)
+    return count
 
 
 # --- the sweeper ---------------------------------------------------------------------------------

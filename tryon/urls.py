@@ -7,7 +7,20 @@ from catalog.urls import merchant_urlpatterns
 
 from . import views
 
+shopper_urlpatterns = (
+    [
+        path("", views.my_tryons, name="mine"),
+        path("garments/<int:garment_pk>/", views.tryon_create, name="create"),
+        path("<uuid:job_id>/", views.job_page, name="job"),
+        path("<uuid:job_id>/status/", views.job_status, name="job_status"),
+        path("<uuid:job_id>/cancel/", views.job_cancel, name="job_cancel"),
+        path("<uuid:job_id>/delete/", views.job_delete, name="job_delete"),
+    ],
+    "tryon",
+)
+
 urlpatterns = [
+    path("tryon/", include(shopper_urlpatterns)),
     path("", include("catalog.urls")),
     path("merchant/", include(merchant_urlpatterns)),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -2,14 +2,19 @@
 
 from pathlib import Path
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, JsonResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
+from catalog.models import Garment
 from catalog.selectors import is_merchant
 
+from . import selectors, services
+from .forms import TryOnForm
 from .models import TryOnJob, TryOnResult
 from .selectors import JOB_FILE_FIELDS, file_access, system_health
 from .services import record_photo_access
@@ -32,9 +37,10 @@ def healthz(request):
     return JsonResponse(system_health())
 
 
-def _private_file_response(stored, *, public: bool) -> FileResponse:
+def _private_file_response(stored, *, public: bool, download: bool = False) -> FileResponse:
     response = FileResponse(stored.open("rb"), filename=Path(stored.name).name)
-    response["Content-Disposition"] = f'inline; filename="{Path(stored.name).name}"'
+    disposition = "attachment" if download else "inline"
+    response["Content-Disposition"] = f'{disposition}; filename="{Path(stored.name).name}"'
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "public, max-age=300" if public else "private, no-store"
     return response
@@ -48,7 +54,8 @@ def _serve(request, job: TryOnJob, stored, what: str, *, published: bool = False
     )
     if not access:
         raise Http404("no such file")  # never confirm that someone else's file exists
-    response = _private_file_response(stored, public=access == "public")
+    download = request.GET.get("download") == "1"
+    response = _private_file_response(stored, public=access == "public", download=download)
     if access == "audited":
         record_photo_access(user=request.user, job=job, what=what)
     return response
@@ -73,3 +80,109 @@ def result_file(request, result_id, field):
     return _serve(
         request, result.job, getattr(result, field), f"result {field}", published=published
     )
+
+
+# --- the shopper's pages -------------------------------------------------------------------------
+
+LAST_PHOTO_JOB = "tryon_last_photo_job"
+
+
+def _session_key(request) -> str:
+    """The anonymous shopper's session key, creating the session on first use."""
+    if not request.session.session_key:
+        request.session.save()
+    return request.session.session_key
+
+
+def _last_photo_job(request) -> TryOnJob | None:
+    """The shopper's most recent photo try-on, if it (and its photo) still exists."""
+    job_id = request.session.get(LAST_PHOTO_JOB)
+    if not job_id:
+        return None
+    job = selectors.jobs_of(user=request.user, session_key=request.session.session_key).filter(
+        pk=job_id, kind=TryOnJob.Kind.PHOTO
+    )
+    found = job.first()
+    return found if found and found.person_photo else None
+
+
+def _own_job_or_404(request, job_id) -> TryOnJob:
+    jobs = selectors.jobs_of(user=request.user, session_key=request.session.session_key)
+    # Someone else's job looks exactly like a missing one.
+    return get_object_or_404(jobs.select_related("garment"), pk=job_id)
+
+
+@require_POST
+def tryon_create(request, garment_pk):
+    """The product page's "Try it on" form: store the job and go to its page."""
+    garment = get_object_or_404(Garment, pk=garment_pk)
+    last = _last_photo_job(request)
+    form = TryOnForm(request.POST, request.FILES, reusable=last is not None)
+    if form.is_valid():
+        reuse = last if form.cleaned_data.get("reuse_photo") else None
+        try:
+            job = services.tryon_job_create(
+                kind=TryOnJob.Kind.PHOTO,
+                garment=garment,
+                owner=request.user if request.user.is_authenticated else None,
+                session_key=_session_key(request),
+                person_photo=None if reuse else form.cleaned_data["person_photo"],
+                photo_from=reuse,
+                consent=form.cleaned_data["consent"],
+            )
+        except ValidationError as error:
+            _add_errors(form, error)
+        else:
+            request.session[LAST_PHOTO_JOB] = str(job.pk)
+            return redirect("tryon:job", job_id=job.pk)
+    context = {
+        "garment": garment,
+        "model_shots": selectors.published_model_shots(garment=garment),
+        "tryon_form": form,
+    }
+    return render(request, "catalog/garment_detail.html", context, status=400)
+
+
+def _add_errors(form, error: ValidationError) -> None:
+    for field, messages_ in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, messages_)
+
+
+def job_page(request, job_id):
+    """A try-on's page: live progress while it runs, then the before/after and the actions."""
+    job = _own_job_or_404(request, job_id)
+    return render(request, "tryon/job.html", {"job": job, "result": job.results.first()})
+
+
+@never_cache
+@require_GET
+def job_status(request, job_id):
+    """The live part of the job page (htmx polls it while the job is queued or running)."""
+    job = _own_job_or_404(request, job_id)
+    return render(request, "tryon/_job_status.html", {"job": job, "result": job.results.first()})
+
+
+@require_POST
+def job_cancel(request, job_id):
+    services.tryon_job_cancel(job=_own_job_or_404(request, job_id))
+    return redirect("tryon:job", job_id=job_id)
+
+
+@require_POST
+def job_delete(request, job_id):
+    """ "Delete my photo and results": rows and files, at once."""
+    services.tryon_job_delete(job=_own_job_or_404(request, job_id))
+    messages.success(request, "Your photo and its try-on were deleted.")
+    return redirect("tryon:mine")
+
+
+@require_GET
+def my_tryons(request):
+    """The shopper's try-ons (their session's, or their account's when signed in)."""
+    jobs = (
+        selectors.jobs_of(user=request.user, session_key=request.session.session_key)
+        .filter(kind=TryOnJob.Kind.PHOTO)
+        .select_related("garment")
+        .prefetch_related("results")
+    )
+    return render(request, "tryon/mine.html", {"jobs": jobs})

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,20 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "screenshots"
+
+
+@pytest.fixture
+def screenshot(page, request):
+    """``screenshot("step")`` saves the whole page as <test>-<step>.png in ARTIFACTS
+    (var/test-artifacts/screenshots/, kept after the run for people to look at)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def take(step: str) -> Path:
+        path = ARTIFACTS / f"{request.node.name}-{step}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take

@@ -450,3 +450,24 @@ def test_the_product_page_shows_published_model_shots_only(client, merchant, adm
     assert response.status_code == 200 and response["Cache-Control"].startswith("public")
     # Its maps stay with staff and the merchant.
     assert client.get(reverse("result_file", args=[shown.pk, "mask"])).status_code == 404
+
+
+def test_photos_past_their_retention_are_purged_with_their_files(
+    garment, settings, django_capture_on_commit_callbacks
+):
+    from django.core.management import call_command
+
+    with django_capture_on_commit_callbacks(execute=True):
+        old = create_photo_job(garment)
+        recent = create_photo_job(garment)
+    shot = TryOnJobFactory(garment=garment)
+    day_ago = timezone.now() - timedelta(hours=settings.PERSON_PHOTO_RETENTION_HOURS, minutes=1)
+    TryOnJob.objects.filter(pk__in=[old.pk, shot.pk]).update(created_at=day_ago)
+    kept_files = sorted(f.name for f in recent.stored_files() + recent.results.get().stored_files())
+
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("purge_expired", stdout=out)
+    assert "Deleted 1 photo try-on(s) older than 24 h." in out.getvalue()
+    assert set(TryOnJob.objects.values_list("pk", flat=True)) == {recent.pk, shot.pk}
+    assert private_files(settings) == kept_files

@@ -1,0 +1,15 @@
+"""Template tags for the try-on parts of other apps' pages (the product page's form)."""
+
+from django import template
+
+from tryon.forms import TryOnForm
+from tryon.views import _last_photo_job
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def new_tryon_form(context) -> TryOnForm:
+    """An empty "Try it on" form; it offers the last photo when the shopper has one."""
+    request = context["request"]
+    return TryOnForm(reusable=_last_photo_job(request) is not None)
