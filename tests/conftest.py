@@ -97,3 +97,36 @@ def merchant(make_merchant):
 def merchant_client(client, merchant):
     client.force_login(merchant)
     return client
+
+
+@pytest.fixture
+def analysed_garment(merchant, django_capture_on_commit_callbacks):
+    """A blue tee of ``merchant`` whose analysis has run (Celery is eager in tests)."""
+    from catalog.models import Garment
+    from catalog.services import garment_ingest
+
+    with django_capture_on_commit_callbacks(execute=True):
+        made = garment_ingest(
+            garment=Garment(
+                merchant=merchant,
+                title="Linen tee",
+                sku="TEE-1",
+                category="upper",
+                colour="blue",
+                price="19.00",
+                image=product_shot_upload(),
+            )
+        )
+    made.refresh_from_db()
+    assert made.analysis_status == Garment.AnalysisStatus.DONE
+    return made
+
+
+def photo_upload(picture=None) -> SimpleUploadedFile:
+    """A shopper's photo as an upload: the astronaut from scikit-image, or ``picture``."""
+    from PIL import Image
+    from skimage import data
+
+    buffer = io.BytesIO()
+    (picture or Image.fromarray(data.astronaut())).save(buffer, format="JPEG")
+    return SimpleUploadedFile("me.jpg", buffer.getvalue(), content_type="image/jpeg")

@@ -12,11 +12,9 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
-from skimage import data
 
 from catalog.models import Garment
-from catalog.services import garment_ingest
-from tests.conftest import product_shot_upload
+from tests.conftest import photo_upload
 from tests.factories import TryOnJobFactory, TryOnResultFactory, UserFactory
 from tryon import services
 from tryon.models import TryOnJob, TryOnResult
@@ -40,30 +38,9 @@ def private_files(settings) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-def photo_upload(picture: Image.Image | None = None) -> SimpleUploadedFile:
-    buffer = io.BytesIO()
-    (picture or Image.fromarray(data.astronaut())).save(buffer, format="JPEG")
-    return SimpleUploadedFile("me.jpg", buffer.getvalue(), content_type="image/jpeg")
-
-
 @pytest.fixture
-def garment(merchant, tiny_models_dir, django_capture_on_commit_callbacks) -> Garment:
-    """A tee whose analysis has run (Celery is eager in tests)."""
-    with django_capture_on_commit_callbacks(execute=True):
-        made = garment_ingest(
-            garment=Garment(
-                merchant=merchant,
-                title="Tee",
-                sku="TEE-1",
-                category="upper",
-                colour="blue",
-                price="10.00",
-                image=product_shot_upload(),
-            )
-        )
-    made.refresh_from_db()
-    assert made.analysis_status == Garment.AnalysisStatus.DONE
-    return made
+def garment(analysed_garment, tiny_models_dir) -> Garment:
+    return analysed_garment
 
 
 def create_photo_job(garment, **overrides):

@@ -6,21 +6,13 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image
-from skimage import data
 
 from catalog.models import Garment
-from catalog.services import garment_ingest
-from tests.conftest import product_shot_upload
+from tests.conftest import photo_upload
 from tests.factories import TryOnJobFactory, UserFactory
 from tryon.models import TryOnJob
 
 pytestmark = pytest.mark.django_db
-
-
-def _photo(picture=None) -> SimpleUploadedFile:
-    buffer = io.BytesIO()
-    (picture or Image.fromarray(data.astronaut())).save(buffer, format="JPEG")
-    return SimpleUploadedFile("me.jpg", buffer.getvalue(), content_type="image/jpeg")
 
 
 def _private_files(settings) -> list:
@@ -28,28 +20,16 @@ def _private_files(settings) -> list:
 
 
 @pytest.fixture
-def garment(merchant, settings, django_capture_on_commit_callbacks) -> Garment:
+def garment(analysed_garment, settings) -> Garment:
     settings.TRYON_ENGINE = "preview"
-    with django_capture_on_commit_callbacks(execute=True):
-        made = garment_ingest(
-            garment=Garment(
-                merchant=merchant,
-                title="Linen tee",
-                sku="LT-1",
-                category="upper",
-                price="19.00",
-                image=product_shot_upload(),
-            )
-        )
-    made.refresh_from_db()
-    return made
+    return analysed_garment
 
 
 def _try_on(client, garment, callbacks, **data):
     with callbacks(execute=True):
         return client.post(
             reverse("tryon:create", args=[garment.pk]),
-            {"person_photo": _photo(), "consent": "on", **data},
+            {"person_photo": photo_upload(), "consent": "on", **data},
         )
 
 
@@ -109,10 +89,12 @@ def test_the_status_part_polls_only_while_the_job_is_active(client, garment):
 
 
 def test_refusals_are_shown_in_place_and_nothing_is_stored(client, garment, settings):
-    no_consent = client.post(reverse("tryon:create", args=[garment.pk]), {"person_photo": _photo()})
+    no_consent = client.post(
+        reverse("tryon:create", args=[garment.pk]), {"person_photo": photo_upload()}
+    )
     assert no_consent.status_code == 400
     assert "please agree" in no_consent.content.decode()
-    empty_room = _photo(Image.new("RGB", (400, 500), (120, 150, 120)))
+    empty_room = photo_upload(Image.new("RGB", (400, 500), (120, 150, 120)))
     no_pose = client.post(
         reverse("tryon:create", args=[garment.pk]), {"person_photo": empty_room, "consent": "on"}
     )
@@ -125,7 +107,7 @@ def test_refusals_are_shown_in_place_and_nothing_is_stored(client, garment, sett
     assert not TryOnJob.objects.exists() and _private_files(settings) == []
 
 
-def test_another_garment_reuses_the_photo(
+def test_another_garment_reuses_thephoto_upload(
     client, garment, merchant, django_capture_on_commit_callbacks
 ):
     _try_on(client, garment, django_capture_on_commit_callbacks)
