@@ -58,6 +58,38 @@ def _delete_files_on_commit(files: Iterable) -> None:
         transaction.on_commit(lambda storage=storage, name=name: storage.delete(name))
 
 
+class TooManyActiveJobs(Exception):
+    """The owner already has as many queued or running jobs as allowed (the API's 409)."""
+
+
+def _claim_a_slot(job: TryOnJob) -> None:
+    """Refuse ``job`` when its owner is at the active-job cap, atomically.
+
+    Called inside the transaction that inserts the job: SQLite's IMMEDIATE transactions
+    serialize writers, and on PostgreSQL an advisory lock per owner does, so two requests at
+    once cannot both take the last slot.
+    """
+    owner_key = f"user:{job.owner_id}" if job.owner_id else f"session:{job.session_key}"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [owner_key])
+    mine = (
+        TryOnJob.objects.filter(owner_id=job.owner_id)
+        if job.owner_id
+        else TryOnJob.objects.filter(owner=None, session_key=job.session_key)
+    )
+    limit = (
+        settings.MAX_ACTIVE_JOBS
+        if job.kind == TryOnJob.Kind.PHOTO
+        else settings.MAX_ACTIVE_MODEL_SHOTS
+    )
+    if mine.filter(kind=job.kind, status__in=TryOnJob.ACTIVE).count() >= limit:
+        raise TooManyActiveJobs(
+            f"you already have {limit} {job.get_kind_display().lower()}s waiting or running; "
+            "wait for one to finish or cancel one"
+        )
+
+
 def _enqueue(job: TryOnJob) -> None:
     from .tasks import tryon_job_run_task
 
@@ -209,6 +241,7 @@ def tryon_job_create(
     if job.owner is None and not job.session_key:
         raise ValidationError({"owner": ["a job needs an owner: a user or a session"]})
     with transaction.atomic():
+        _claim_a_slot(job)
         if photo is not None:
             job.person_photo.save(photo.name, photo, save=False)
         try:

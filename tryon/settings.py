@@ -47,7 +47,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "tryon",
     "catalog",
 ]
@@ -191,8 +193,36 @@ WORKER_STALE_AFTER = env.int("WORKER_STALE_AFTER", default=60)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Token first: an unauthenticated request then gets 401 with WWW-Authenticate, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 24,
+    "EXCEPTION_HANDLER": "tryon.api_errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["tryon.api_errors.ScopedByMethodThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        # Reading is cheap: polling a job's status once a second stays well inside it.
+        "read": env.str("API_READ_RATE", default="600/min"),
+        "write": env.str("API_WRITE_RATE", default="60/min"),
+    },
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Try-on API", "VERSION": "0.1.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Try-on API",
+    "DESCRIPTION": "Garments, try-on jobs and their results. Errors are "
+    '`{"message": …, "field": …}`.',
+    "VERSION": "0.1.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+# A shopper (user or session) may have this many jobs queued or running at once.
+MAX_ACTIVE_JOBS = env.int("MAX_ACTIVE_JOBS", default=4)
+# A merchant may have this many model shots queued or running at once (a batch is up to 24).
+MAX_ACTIVE_MODEL_SHOTS = env.int("MAX_ACTIVE_MODEL_SHOTS", default=48)
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)

@@ -2,10 +2,13 @@ from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
 
+from catalog.api import GarmentViewSet
 from catalog.urls import merchant_urlpatterns
 
-from . import views
+from . import api, views
 
 shopper_urlpatterns = (
     [
@@ -19,7 +22,23 @@ shopper_urlpatterns = (
     "tryon",
 )
 
+router = DefaultRouter()
+router.register("garments", GarmentViewSet, basename="garment")
+router.register("tryons", api.TryOnViewSet, basename="tryon")
+router.register("results", api.ResultViewSet, basename="result")
+
+api_urlpatterns = [
+    path("", include(router.urls)),
+    path("poses/", api.poses, name="api-poses"),
+    path("scenes/", api.scenes, name="api-scenes"),
+    path("samplers/", api.samplers, name="api-samplers"),
+    path("models/", api.models, name="api-models"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
 urlpatterns = [
+    path("api/", include(api_urlpatterns)),
     path("tryon/", include(shopper_urlpatterns)),
     path("", include("catalog.urls")),
     path("merchant/", include(merchant_urlpatterns)),

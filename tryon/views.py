@@ -132,6 +132,8 @@ def tryon_create(request, garment_pk):
             )
         except ValidationError as error:
             _add_errors(form, error)
+        except services.TooManyActiveJobs as error:
+            form.add_error(None, str(error))
         else:
             request.session[LAST_PHOTO_JOB] = str(job.pk)
             return redirect("tryon:job", job_id=job.pk)

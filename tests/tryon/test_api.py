@@ -1,0 +1,240 @@
+"""The REST API: a try-on round trip, model shots, review and publishing, errors, permissions."""
+
+import base64
+import io
+
+import pytest
+from django.urls import reverse
+from PIL import Image
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+from skimage import data
+
+from tests.conftest import photo_upload
+from tests.factories import GarmentFactory, TryOnJobFactory, TryOnResultFactory, UserFactory
+from tryon.models import TryOnJob, TryOnResult
+
+pytestmark = pytest.mark.django_db
+FAST = {"steps": 2, "width": 128, "height": 192, "seed": 9}
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+@pytest.fixture
+def garment(analysed_garment, tiny_models_dir, settings):
+    settings.TRYON_ENGINE = "tiny"
+    return analysed_garment
+
+
+def _as(api, user):
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return api
+
+
+def test_a_try_on_round_trip_through_the_api(api, garment, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        created = api.post(
+            "/api/tryons/",
+            {"garment": garment.pk, "person_photo": photo_upload(), "consent": "true",
+             "params": '{"steps": 2, "width": 128, "height": 192, "seed": 9}'},
+            format="multipart",
+        )  # fmt: skip
+    assert created.status_code == 201, created.json()
+    job_id = created.json()["id"]
+
+    job = api.get(f"/api/tryons/{job_id}/").json()
+    assert job["status"] == "succeeded" and job["progress"] == 1.0
+    assert job["params"]["steps"] == 2 and job["kind"] == "photo"
+    (result,) = job["results"]
+    assert result["seed"] == 9 and "Steps: 2" in result["infotext"]
+    assert result["review_status"] == "pending"
+    picture = api.get(result["image"])
+    assert picture.status_code == 200
+    assert Image.open(io.BytesIO(b"".join(picture.streaming_content))).size == (512, 512)
+    assert api.get(job["person_photo"]).status_code == 200
+    assert [j["id"] for j in api.get("/api/tryons/").json()["results"]] == [job_id]
+
+    # Anyone else: the job, its photo and its picture are not found.
+    stranger = APIClient()
+    assert stranger.get(f"/api/tryons/{job_id}/").status_code == 404
+    assert stranger.get(job["person_photo"]).status_code == 404
+    assert stranger.get(result["image"]).status_code == 404
+    assert stranger.get("/api/tryons/").json()["results"] == []
+
+    assert api.delete(f"/api/tryons/{job_id}/").status_code == 204
+    assert not TryOnJob.objects.exists()
+
+
+def test_a_photo_may_come_as_base64_json(api, garment, django_capture_on_commit_callbacks):
+    buffer = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buffer, format="PNG")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        created = api.post(
+            "/api/tryons/",
+            {"garment": garment.pk, "person_photo_base64": encoded, "consent": True,
+             "params": FAST},
+            format="json",
+        )  # fmt: skip
+    assert created.status_code == 201, created.json()
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "field", "message"),
+    [
+        ({"consent": False}, 400, "consent", "please agree"),
+        ({"params": {"steps": 500}}, 400, "steps", "from 1 to 150"),
+        ({"params": {"cfg": 7}}, 400, "params", "unknown parameters cfg"),
+        ({"person_photo_base64": "###"}, 400, "person_photo_base64", "base64"),
+        ({"garment": 999999}, 400, "garment", ""),
+    ],
+)
+def test_bad_requests_get_a_message_and_the_field(api, garment, payload, status, field, message):
+    body = {"garment": garment.pk, "consent": True, "params": FAST}
+    body["person_photo_base64"] = base64.b64encode(photo_upload().read()).decode()
+    response = api.post("/api/tryons/", {**body, **payload}, format="json")
+    assert response.status_code == status
+    error = response.json()
+    assert error["field"] == field and message in error["message"]
+    assert not TryOnJob.objects.exists()
+
+
+def test_active_jobs_are_capped_with_409(api, garment, settings):
+    settings.MAX_ACTIVE_JOBS = 1
+    api.get("/api/tryons/")  # a session
+    body = {"garment": garment.pk, "consent": True, "params": FAST}
+    body["person_photo_base64"] = base64.b64encode(photo_upload().read()).decode()
+    from unittest import mock
+
+    with mock.patch("tryon.tasks.tryon_job_run_task.delay"):
+        assert api.post("/api/tryons/", body, format="json").status_code == 201
+        second = api.post("/api/tryons/", body, format="json")
+    assert second.status_code == 409 and "already have 1" in second.json()["message"]
+    assert TryOnJob.objects.count() == 1
+
+
+def test_a_merchant_makes_a_model_shot_batch_and_follows_it(
+    api, garment, merchant, django_capture_on_commit_callbacks
+):
+    _as(api, merchant)
+    with django_capture_on_commit_callbacks(execute=True):
+        created = api.post(
+            "/api/tryons/",
+            {"kind": "model_shot", "garment": garment.pk, "pose": "three_quarter",
+             "scene": "beach", "count": 2, "params": FAST,
+             "model_attributes": {"gender_presentation": "masculine"}},
+            format="json",
+        )  # fmt: skip
+    assert created.status_code == 201, created.json()
+    first = created.json()
+    assert len(first["batch_jobs"]) == 1 and first["batch"]
+    jobs = api.get("/api/tryons/").json()["results"]
+    assert {j["status"] for j in jobs} == {"succeeded"}
+    assert sorted(j["params"]["seed"] for j in jobs) == [9, 10]
+
+    shopper = _as(APIClient(), UserFactory())
+    refused = shopper.post(
+        "/api/tryons/", {"kind": "model_shot", "garment": garment.pk}, format="json"
+    )
+    assert refused.status_code == 400 and refused.json()["field"] == "garment"
+
+
+def test_review_and_publish_through_the_api(api, merchant, admin_user):
+    result = TryOnResultFactory(job__garment__merchant=merchant, job__owner=merchant)
+    url = f"/api/results/{result.pk}/"
+    merchant_api = _as(APIClient(), merchant)
+    staff_api = _as(APIClient(), admin_user)
+
+    assert merchant_api.post(url + "review/", {"approve": True}).status_code == 403
+    assert merchant_api.post(url + "publish/").json()["field"] == "result"  # not approved
+    reviewed = staff_api.post(url + "review/", {"approve": True, "note": "ok"}, format="json")
+    assert reviewed.status_code == 200 and reviewed.json()["review_status"] == "approved"
+    assert merchant_api.post(url + "publish/").json()["published"] is True
+    other_merchant = _as(APIClient(), UserFactory())
+    assert other_merchant.post(url + "unpublish/").status_code == 404
+    assert merchant_api.post(url + "unpublish/").json()["published"] is False
+    assert TryOnResult.objects.get(pk=result.pk).review_note == "ok"
+
+
+@pytest.mark.parametrize("who", ["anonymous", "owner", "other", "staff", "merchant"])
+def test_permission_matrix(api, who, merchant, admin_user, make_merchant):
+    owner = UserFactory(username="shopper")
+    garment = GarmentFactory(merchant=merchant)
+    job = TryOnJobFactory(kind="photo", garment=garment, owner=owner)
+    result = TryOnResultFactory(job=job)
+    users = {"owner": owner, "other": UserFactory(), "staff": admin_user, "merchant": merchant}
+    if who != "anonymous":
+        _as(api, users[who])
+
+    expected_job = 200 if who == "owner" else 404
+    assert api.get(f"/api/tryons/{job.pk}/").status_code == expected_job
+    assert api.post(f"/api/tryons/{job.pk}/cancel/").status_code == expected_job
+    listed = [j["id"] for j in api.get("/api/tryons/").json()["results"]]
+    assert listed == ([str(job.pk)] if who == "owner" else [])
+    review = api.post(f"/api/results/{result.pk}/review/", {"approve": True}, format="json")
+    assert review.status_code == {"anonymous": 401, "staff": 200}.get(who, 403)
+    # A shopper's try-on is never published, by anyone.
+    publish = api.post(f"/api/results/{result.pk}/publish/")
+    assert publish.status_code in {"anonymous": (401,), "merchant": (400,)}.get(who, (404,))
+    garment_write = api.patch(f"/api/garments/{garment.pk}/", {"title": "x"}, format="json")
+    assert garment_write.status_code == {"anonymous": 401, "merchant": 200}.get(who, 403)
+    assert api.get(f"/api/garments/{garment.pk}/").status_code == 200
+    assert api.delete(f"/api/tryons/{job.pk}/").status_code == (204 if who == "owner" else 404)
+
+
+def test_garments_list_filters_and_merchant_writes(api, make_merchant, settings):
+    settings.TRYON_ENGINE = "preview"
+    merchant = make_merchant("shop-a")
+    GarmentFactory(merchant=merchant, title="Red dress", category="dress", colour="red")
+    GarmentFactory(title="Blue tee", category="upper")
+    listed = api.get("/api/garments/", {"category": "dress"}).json()
+    assert [g["title"] for g in listed["results"]] == ["Red dress"]
+    assert api.get("/api/garments/", {"search": "blue"}).json()["count"] == 1
+    assert api.get("/api/garments/", {"merchant": "shop-a"}).json()["count"] == 1
+
+    _as(api, merchant)
+    buffer = io.BytesIO()
+    from pipelines.samples import draw_product_shot
+
+    draw_product_shot("tshirt", size=(384, 512)).image.save(buffer, format="PNG")
+    buffer.name = "tee.png"
+    buffer.seek(0)
+    created = api.post(
+        "/api/garments/",
+        {"title": "API tee", "sku": "API-1", "category": "upper", "price": "12.00",
+         "image": buffer},
+        format="multipart",
+    )  # fmt: skip
+    assert created.status_code == 201, created.json()
+    assert created.json()["merchant"] == "shop-a"
+    not_a_picture = io.BytesIO(b"<svg/>")
+    not_a_picture.name = "x.png"
+    refused = api.post(
+        "/api/garments/",
+        {"title": "Bad", "sku": "API-2", "category": "upper", "price": "1", "image": not_a_picture},
+        format="multipart",
+    )
+    assert refused.status_code == 400 and refused.json()["field"] == "image"
+
+
+def test_reference_lists_and_the_schema(api):
+    assert len(api.get("/api/poses/").json()) == 9
+    assert any(scene["name"] == "beach" for scene in api.get("/api/scenes/").json())
+    assert any(s["name"] == "DPM++ 2M" for s in api.get("/api/samplers/").json())
+    assert api.get("/api/models/").status_code == 200
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert "/api/tryons/{id}/cancel/" in schema["paths"]
+    docs = api.get("/api/docs/")
+    assert docs.status_code == 200 and b"swagger-ui" in docs.content and b"cdn" not in docs.content
+
+
+def test_errors_never_become_500s(api, garment):
+    for body in ({}, {"garment": "x"}, {"garment": garment.pk, "params": "not json"}, []):
+        response = api.post("/api/tryons/", body, format="json")
+        assert response.status_code == 400, (body, response.content)
+        assert "message" in response.json()
+    assert api.get(f"/api/tryons/{'0' * 8}/").status_code == 404
+    assert api.get(reverse("tryon-detail", args=["not-a-uuid"])).status_code == 404
