@@ -367,3 +367,13 @@ def make_scheduler(spec: SamplerSpec, base_config: dict[str, Any]) -> Any:
 def infotext_sampler_fields(spec: SamplerSpec) -> dict[str, str]:
     """The infotext's "Sampler" and "Schedule type" values, in the WebUI >= 1.9 spelling."""
     return {"Sampler": spec.name, "Schedule type": spec.schedule_type}
+
+
+def webui_sampler_names() -> list[str]:
+    """The samplers as the WebUI >= 1.9 lists them (schedule types apart): "DPM++ 2M", ..."""
+    return list(_BASE_SAMPLERS)
+
+
+def sampler_aliases(name: str) -> tuple[str, ...]:
+    """The WebUI's internal aliases of sampler ``name`` ("k_dpmpp_2m", ...)."""
+    return _BASE_SAMPLERS[name].aliases

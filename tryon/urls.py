@@ -8,7 +8,7 @@ from rest_framework.routers import DefaultRouter
 from catalog.api import GarmentViewSet
 from catalog.urls import merchant_urlpatterns
 
-from . import api, views
+from . import api, sdapi, views
 
 shopper_urlpatterns = (
     [
@@ -37,8 +37,21 @@ api_urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
+sdapi_urlpatterns = [
+    path("txt2img", sdapi.txt2img),
+    path("progress", sdapi.progress),
+    path("interrupt", sdapi.interrupt),
+    path("samplers", sdapi.samplers),
+    path("sd-models", sdapi.sd_models),
+    path("loras", sdapi.loras),
+    path("png-info", sdapi.png_info),
+]
+
 urlpatterns = [
     path("api/", include(api_urlpatterns)),
+    path("sdapi/v1/", include(sdapi_urlpatterns)),
+    # The ControlNet extension's own path, which WebUI clients call as is.
+    path("controlnet/model_list", sdapi.controlnet_model_list),
     path("tryon/", include(shopper_urlpatterns)),
     path("", include("catalog.urls")),
     path("merchant/", include(merchant_urlpatterns)),

@@ -1,0 +1,277 @@
+"""The AUTOMATIC1111 WebUI API subset (``/sdapi/v1/…``) that existing clients speak.
+
+Field names and response shapes follow the WebUI's ``modules/api/models.py`` and the ControlNet
+extension's ``/controlnet/model_list``, so editor plugins, bots and batch scripts work unchanged.
+A token is required (``Authorization: Token …``). ``txt2img`` makes a model shot: the garment,
+pose and scene come in ``alwayson_scripts["try-on"]["args"][0]``, since a WebUI payload has no
+place for them. Generation runs in the workers; these endpoints wait for the job, as the WebUI's
+do, up to JOB_DEADLINE.
+"""
+
+import base64
+import binascii
+import io
+import json
+import time
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from PIL import Image, UnidentifiedImageError
+from rest_framework import permissions, serializers
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    permission_classes,
+)
+from rest_framework.response import Response
+
+from catalog.models import Garment
+from pipelines.infotext import parse_infotext, read_png_infotext
+
+from . import selectors, services
+from .api_errors import ConflictError
+from .models import TryOnJob
+
+# The WebUI names of our parameters; everything else in a payload is accepted and ignored, as
+# the WebUI ignores what its scripts do not use.
+PARAMS = (
+    "prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "cfg_scale", "seed",
+    "width", "height", "batch_size", "denoising_strength", "mask_blur",
+    "inpaint_full_res_padding",
+)  # fmt: skip
+POLL_SECONDS = 0.25
+
+
+def sdapi(methods):
+    """A WebUI endpoint: token authentication, signed-in users only."""
+
+    def decorate(view):
+        view = permission_classes([permissions.IsAuthenticated])(view)
+        view = authentication_classes([TokenAuthentication])(view)
+        return api_view(methods)(view)
+
+    return decorate
+
+
+def _b64_png(stored) -> str:
+    with stored.open("rb") as picture:
+        return base64.b64encode(picture.read()).decode()
+
+
+def _params_from_payload(payload: dict) -> dict:
+    """Our parameters from a WebUI payload (its ControlNet units included)."""
+    params = {name: payload[name] for name in PARAMS if payload.get(name) is not None}
+    if "clip_skip" in (payload.get("override_settings") or {}):
+        params["clip_skip"] = payload["override_settings"]["clip_skip"]
+    units = ((payload.get("alwayson_scripts") or {}).get("ControlNet") or {}).get("args") or []
+    if units:
+        params["controlnet"] = [_unit(unit) for unit in units[:2]]
+    return params
+
+
+def _unit(unit: dict) -> dict:
+    """One sd-webui-controlnet unit in our terms: its weight, range and control mode (a name
+    or 0/1/2). Its ``module`` and ``image`` are not used: the engine draws its own OpenPose and
+    Canny maps from the garment and the pose."""
+    if not isinstance(unit, dict):
+        raise serializers.ValidationError({"alwayson_scripts": ["ControlNet args must be objects"]})
+    known = {"weight", "guidance_start", "guidance_end", "model", "control_mode"}
+    converted = {key: unit[key] for key in known if unit.get(key) not in (None, "", "None")}
+    if unit.get("enabled") is False:
+        converted["weight"] = 0.0
+    return converted
+
+
+def _wait(job: TryOnJob) -> TryOnJob:
+    deadline = time.monotonic() + settings.JOB_DEADLINE
+    while job.is_active and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        job.refresh_from_db()
+    return job
+
+
+def _images_response(payload: dict, jobs: list[TryOnJob]) -> Response:
+    images, infotexts, seeds = [], [], []
+    for job in jobs:
+        job = _wait(job)
+        if job.status != TryOnJob.Status.SUCCEEDED:
+            body = {
+                "error": job.error_type or job.status,
+                "detail": job.error_message,
+                "errors": job.error_message,
+            }
+            return Response(body, status=500 if job.status == TryOnJob.Status.FAILED else 409)
+        for result in job.results.all():
+            images.append(_b64_png(result.image))
+            infotexts.append(result.infotext)
+            seeds.append(result.seed)
+    info = {
+        "prompt": payload.get("prompt", ""),
+        "negative_prompt": payload.get("negative_prompt", ""),
+        "seed": seeds[0] if seeds else -1,
+        "all_seeds": seeds,
+        "infotexts": infotexts,
+        "job_ids": [str(job.pk) for job in jobs],
+    }
+    return Response({"images": images, "parameters": payload, "info": json.dumps(info)})
+
+
+@sdapi(["POST"])
+def txt2img(request):
+    """A model shot: ``alwayson_scripts["try-on"]["args"][0]`` = {garment, pose, scene}."""
+    payload = request.data if isinstance(request.data, dict) else {}
+    args = ((payload.get("alwayson_scripts") or {}).get("try-on") or {}).get("args") or [{}]
+    choice = args[0] if isinstance(args[0], dict) else {}
+    garment = Garment.objects.filter(pk=choice.get("garment"), merchant=request.user).first()
+    if garment is None:
+        raise serializers.ValidationError(
+            {
+                "alwayson_scripts": [
+                    'give {"try-on": {"args": [{"garment": <id of your garment>,'
+                    ' "pose": …, "scene": …}]}}'
+                ]
+            }
+        )
+    params = _params_from_payload(payload)
+    count = int(payload.get("n_iter") or 1) * int(params.pop("batch_size", 1))
+    try:
+        jobs = services.model_shot_batch_create(
+            owner=request.user,
+            garment=garment,
+            poses=[choice.get("pose") or "front_standing"],
+            scenes=[choice.get("scene") or ""],
+            count=count,
+            model_attributes=choice.get("model_attributes") or {},
+            params=params,
+        )
+    except services.TooManyActiveJobs as error:
+        raise ConflictError(str(error)) from None
+    return _images_response(payload, jobs)
+
+
+@sdapi(["GET"])
+def progress(request):
+    """The WebUI's progress of the caller's current job (the oldest active one)."""
+    job = (
+        selectors.jobs_of(user=request.user, session_key=None)
+        .filter(status__in=TryOnJob.ACTIVE)
+        .order_by("created_at")
+        .first()
+    )
+    if job is None:
+        state = {
+            "skipped": False,
+            "interrupted": False,
+            "job": "",
+            "job_count": 0,
+            "sampling_step": 0,
+            "sampling_steps": 0,
+        }
+        return Response(
+            {
+                "progress": 0.0,
+                "eta_relative": 0.0,
+                "state": state,
+                "current_image": None,
+                "textinfo": None,
+            }
+        )
+    count = selectors.jobs_of(user=request.user, session_key=None).filter(
+        status__in=TryOnJob.ACTIVE
+    )
+    state = {
+        "skipped": False,
+        "interrupted": job.cancel_requested,
+        "job": str(job.pk),
+        "job_count": count.count(),
+        "job_timestamp": job.created_at.strftime("%Y%m%d%H%M%S"),
+        "job_no": 0,
+        "sampling_step": 0,
+        "sampling_steps": int(job.params.get("steps", 0)),
+    }
+    return Response(
+        {
+            "progress": job.progress,
+            "eta_relative": 0.0,
+            "state": state,
+            "current_image": _b64_png(job.preview) if job.preview else None,
+            "textinfo": job.step,
+        }
+    )
+
+
+@sdapi(["POST"])
+def interrupt(request):
+    """Stop the caller's queued and running jobs (the WebUI stops its current one)."""
+    for job in selectors.jobs_of(user=request.user, session_key=None).filter(
+        status__in=TryOnJob.ACTIVE
+    ):
+        services.tryon_job_cancel(job=job)
+    return Response({})
+
+
+@sdapi(["GET"])
+def samplers(request):
+    from pipelines.samplers import sampler_aliases, webui_sampler_names
+
+    return Response(
+        [
+            {"name": name, "aliases": list(sampler_aliases(name)), "options": {}}
+            for name in webui_sampler_names()
+        ]
+    )
+
+
+def _entries(kind: str):
+    from pipelines.registry import scan_models
+
+    return [entry for entry in scan_models(settings.MODELS_DIR) if entry.kind == kind]
+
+
+@sdapi(["GET"])
+def sd_models(request):
+    return Response(
+        [
+            {
+                "title": e.filename,
+                "model_name": e.name,
+                "hash": None,
+                "sha256": None,
+                "filename": str(e.path),
+                "config": None,
+            }
+            for e in _entries("checkpoints")
+        ]
+    )
+
+
+@sdapi(["GET"])
+def loras(request):
+    return Response(
+        [
+            {"name": e.name, "alias": e.name, "path": str(e.path), "metadata": {}}
+            for e in _entries("loras")
+        ]
+    )
+
+
+@sdapi(["GET"])
+def controlnet_model_list(request):
+    return Response({"model_list": [e.name for e in _entries("controlnet")]})
+
+
+@sdapi(["POST"])
+def png_info(request):
+    """The generation parameters inside a picture, as the WebUI's PNG Info reads them."""
+    encoded = (request.data or {}).get("image", "") if isinstance(request.data, dict) else ""
+    _, _, payload = encoded.rpartition(",") if encoded.startswith("data:") else ("", "", encoded)
+    try:
+        picture = Image.open(io.BytesIO(base64.b64decode(payload, validate=True)))
+        text = read_png_infotext(picture) or ""
+    except (binascii.Error, ValueError, UnidentifiedImageError):
+        raise ValidationError({"image": ["is not a base64-encoded picture"]}) from None
+    items = {key: value for key, value in picture.info.items() if isinstance(value, str)}
+    return Response(
+        {"info": text, "items": items, "parameters": parse_infotext(text) if text else {}}
+    )
