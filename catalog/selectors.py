@@ -1,6 +1,8 @@
 """Reads of the catalog."""
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
+
+from tryon.models import TryOnJob, TryOnResult
 
 from .models import Garment
 
@@ -36,6 +38,38 @@ def merchant_garment_list(*, merchant) -> QuerySet:
 def merchant_garment_get(*, merchant, pk: int) -> Garment:
     """A garment ``merchant`` owns; another merchant's garment raises ``Garment.DoesNotExist``."""
     return Garment.objects.get(merchant=merchant, pk=pk)
+
+
+def analysis_in_progress(garment: Garment) -> bool:
+    """Whether an automatic analysis of the garment is queued or running: it would replace a
+    mask painted now. (A painted mask waiting for its cut-out is pending too, but keeps its mask.)
+    """
+    status = garment.analysis_status
+    return status == Garment.AnalysisStatus.RUNNING or (
+        status == Garment.AnalysisStatus.PENDING and not garment.mask
+    )
+
+
+def merchant_garment_jobs(*, merchant, garment: Garment) -> QuerySet:
+    """The try-on jobs ``merchant`` asked for on their ``garment``, newest first, with their
+    results (two queries however many jobs there are)."""
+    return (
+        TryOnJob.objects.filter(garment=garment, owner=merchant)
+        .prefetch_related(Prefetch("results", TryOnResult.objects.order_by("index")))
+        .order_by("-created_at")
+    )
+
+
+def merchant_job_get(*, merchant, garment: Garment, pk) -> TryOnJob:
+    """A job ``merchant`` asked for on ``garment``; any other raises ``TryOnJob.DoesNotExist``."""
+    return TryOnJob.objects.get(pk=pk, garment=garment, owner=merchant)
+
+
+def merchant_result_get(*, merchant, garment: Garment, pk: int) -> TryOnResult:
+    """A result of a job ``merchant`` asked for on ``garment``; raises ``DoesNotExist`` else."""
+    return TryOnResult.objects.select_related("job__garment").get(
+        pk=pk, job__garment=garment, job__owner=merchant
+    )
 
 
 def is_merchant(user) -> bool:

@@ -2,15 +2,20 @@
 
 import io
 import logging
+import warnings
 
+import numpy as np
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
-from PIL import Image
+from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from pipelines.errors import PipelineError
+from pipelines.garment import MAX_COVERAGE, MIN_COVERAGE, WORK_SIDE, garment_landmarks
 
 from .models import Garment
+from .selectors import analysis_in_progress
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +170,152 @@ def _record_analysis(garment_id: int, image_name: str, analysis) -> Garment | No
         garment.landmarks = {
             name: [round(x, 1), round(y, 1)] for name, (x, y) in analysis.landmarks.items()
         }
+        garment.analysis_status = Garment.AnalysisStatus.DONE
+        garment.analysis_message = ""
+        garment.save()
+        _delete_files_on_commit(old_files)
+    return garment
+
+
+# --- the merchant's painted mask -----------------------------------------------------------------
+
+
+def _enqueue_mask_apply(garment: Garment) -> None:
+    from .tasks import garment_mask_apply
+
+    pk, mask_name = garment.pk, garment.mask.name
+    transaction.on_commit(lambda: garment_mask_apply.delay(pk, mask_name))
+
+
+def _decode_mask(mask_png: bytes, size: tuple[int, int]) -> np.ndarray:
+    """The painted mask as a bool array (True = garment); ``ValidationError`` on ``mask``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(mask_png), formats=["PNG"]) as painted:
+                # The size is read from the header: a wrong one is refused before decoding.
+                if painted.size != size:
+                    width, height = painted.size
+                    raise ValidationError(
+                        {
+                            "mask": [
+                                f"The mask is {width}×{height} pixels; it must be exactly the "
+                                f"product image's size, {size[0]}×{size[1]}."
+                            ]
+                        }
+                    )
+                painted.load()
+                # White (and, in a picture with transparency, opaque) pixels are the garment.
+                grey_alpha = np.asarray(painted.convert("LA"))
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValidationError({"mask": ["The mask is not a PNG picture."]}) from None
+    except (OSError, SyntaxError, ValueError):
+        raise ValidationError({"mask": ["The mask picture is damaged or incomplete."]}) from None
+    return (grey_alpha[..., 0] >= 128) & (grey_alpha[..., 1] >= 128)
+
+
+def _check_mask_coverage(mask: np.ndarray) -> None:
+    coverage = float(mask.mean())
+    if coverage < MIN_COVERAGE:
+        raise ValidationError(
+            {"mask": ["The mask is empty: paint over the whole garment with the brush."]}
+        )
+    if coverage > MAX_COVERAGE:
+        raise ValidationError(
+            {
+                "mask": [
+                    "The mask covers the whole picture: erase the background around the garment."
+                ]
+            }
+        )
+
+
+def garment_mask_update(*, garment: Garment, mask_png: bytes) -> Garment:
+    """Replace the garment's mask by one the merchant painted, and queue the recomputation of
+    its cut-out, Canny map and landmarks from it.
+
+    ``mask_png`` is a PNG of exactly the product image's size; white pixels are the garment
+    (transparent ones never are). It is stored binarised, as the analysis stores its own mask.
+    Raises ``ValidationError`` on ``mask`` for a picture that is not such a PNG, or that is
+    empty or covers everything; on ``garment`` while an automatic analysis is still to come (it
+    would overwrite the painted mask).
+    """
+    if analysis_in_progress(garment):
+        raise ValidationError(
+            {"garment": ["The garment is still being analysed; paint its mask when that is done."]}
+        )
+    with garment.image.open("rb") as stored, Image.open(stored) as picture:
+        size = picture.size
+    mask = _decode_mask(mask_png, size)
+    _check_mask_coverage(mask)
+    old_mask = garment.mask if garment.mask else None
+    with transaction.atomic():
+        garment.mask = _png(Image.fromarray(mask.astype(np.uint8) * 255, "L"), "mask")
+        # Until the task has run, the cut-out and maps describe the old mask: no new jobs.
+        garment.analysis_status = Garment.AnalysisStatus.PENDING
+        garment.analysis_message = ""
+        garment.save(update_fields=["mask", "analysis_status", "analysis_message", "updated_at"])
+        if old_mask is not None:
+            _delete_files_on_commit([old_mask])
+        _enqueue_mask_apply(garment)
+    return garment
+
+
+def _cutout_from_mask(rgb: Image.Image, mask: Image.Image) -> Image.Image:
+    """The product image with the mask as alpha, its outermost pixel feathered (never grown),
+    as the analysis cuts out."""
+    soft = mask.filter(ImageFilter.GaussianBlur(0.8))
+    alpha = Image.fromarray(np.minimum(np.asarray(mask), np.asarray(soft)), "L")
+    cutout = rgb.convert("RGBA")
+    cutout.putalpha(alpha)
+    return cutout
+
+
+def _mask_landmarks(mask: Image.Image, category: str) -> dict[str, list[float]]:
+    """``garment_landmarks`` read at the analysis's working size, in full-size pixels."""
+    scale = min(1.0, WORK_SIDE / max(mask.size))
+    small_size = (max(1, round(mask.width * scale)), max(1, round(mask.height * scale)))
+    small = np.asarray(mask.resize(small_size, Image.BOX)) >= 128
+    scale_x, scale_y = mask.width / small_size[0], mask.height / small_size[1]
+    return {
+        name: [round((x + 0.5) * scale_x - 0.5, 1), round((y + 0.5) * scale_y - 0.5, 1)]
+        for name, (x, y) in garment_landmarks(small, category).items()
+    }
+
+
+def garment_mask_apply(*, garment_id: int, mask_name: str) -> Garment | None:
+    """Recompute the cut-out, Canny map and landmarks from the garment's (painted) mask
+    (worker side), replacing the old files. A mask replaced meanwhile is left to its own task.
+    """
+    from pipelines.canny import canny_map
+
+    garment = Garment.objects.filter(pk=garment_id, mask=mask_name).first()
+    if garment is None:
+        return None  # deleted, re-analysed or painted again meanwhile: that run owns the garment
+    image_name = garment.image.name
+    try:
+        with garment.image.open("rb") as stored, Image.open(stored) as picture:
+            rgb = picture.convert("RGB")
+        with garment.mask.open("rb") as stored, Image.open(stored) as painted:
+            mask = painted.convert("L")
+        cutout = _cutout_from_mask(rgb, mask)
+        canny = canny_map(cutout)
+        landmarks = _mask_landmarks(mask, garment.category)
+    except Exception:
+        logger.exception("garment %s: applying the painted mask failed", garment_id)
+        return _record_failure(
+            garment_id,
+            image_name,
+            "Your mask could not be applied; paint it again or try “re-analyse” later.",
+        )
+    with transaction.atomic():
+        garment = Garment.objects.select_for_update().filter(pk=garment_id).first()
+        if garment is None or garment.image.name != image_name or garment.mask.name != mask_name:
+            return garment
+        old_files = [f for f in (garment.cutout, garment.canny) if f]
+        garment.cutout = _png(cutout, "cutout")
+        garment.canny = _png(canny, "canny")
+        garment.landmarks = landmarks
         garment.analysis_status = Garment.AnalysisStatus.DONE
         garment.analysis_message = ""
         garment.save()

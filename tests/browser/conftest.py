@@ -59,6 +59,9 @@ def screenshot(page, request):
     def take(step: str) -> Path:
         path = ARTIFACTS / f"{request.node.name}-{step}.png"
         page.screenshot(path=str(path), full_page=True)
+        # A full-page capture can leave Chromium's scroll offset out of step with what it
+        # draws, and the next click then misses: back to the top.
+        page.evaluate("window.scrollTo(0, 0)")
         return path
 
     return take
