@@ -107,6 +107,9 @@ class JobCreateSerializer(serializers.Serializer):
     scene_text = serializers.CharField(required=False, allow_blank=True, default="")
     model_attributes = serializers.JSONField(required=False)
     count = serializers.IntegerField(min_value=1, max_value=8, default=1)
+    callback_url = serializers.URLField(
+        required=False, default="", help_text="POSTed, HMAC-signed, when each job ends"
+    )
 
 
 class IsStaff(permissions.BasePermission):
@@ -164,6 +167,7 @@ class TryOnViewSet(
                 model_attributes=data.get("model_attributes") or {},
                 params=params,
                 extra_garments=data.get("extra_garments", []),
+                callback_url=data["callback_url"],
             )
         if not request.session.session_key:
             request.session.save()
@@ -178,6 +182,7 @@ class TryOnViewSet(
                 person_photo=photo,
                 consent=data["consent"],
                 params=params,
+                callback_url=data["callback_url"],
             )
         return [job]
 

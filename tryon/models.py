@@ -76,6 +76,8 @@ class TryOnJob(models.Model):
     # Model shots of one submitted batch share this id.
     batch = models.UUIDField(null=True, blank=True, db_index=True)
     consent_at = models.DateTimeField(null=True, blank=True)
+    # POSTed (HMAC-signed) when the job ends; see tryon.callbacks.
+    callback_url = models.URLField(max_length=500, blank=True)
 
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True

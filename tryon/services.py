@@ -188,6 +188,7 @@ def tryon_job_create(
     batch: uuid.UUID | None = None,
     check_pose: bool = True,
     photo_from: TryOnJob | None = None,
+    callback_url: str = "",
 ) -> TryOnJob:
     """Validate a try-on request, store it and queue it (after the transaction commits).
 
@@ -206,6 +207,10 @@ def tryon_job_create(
         raise ValidationError({"engine": [f"must be one of {', '.join(ENGINES)}"]})
     _check_garments(garment, extra)
     checked = _check_params(params, garment.category)
+    if callback_url:
+        from .callbacks import check_callback_url
+
+        check_callback_url(callback_url)
     model_attributes = model_attributes or {}
     photo = None
     if kind == TryOnJob.Kind.PHOTO:
@@ -237,6 +242,7 @@ def tryon_job_create(
         engine=engine,
         batch=batch,
         consent_at=timezone.now() if consent else None,
+        callback_url=callback_url,
     )
     if job.owner is None and not job.session_key:
         raise ValidationError({"owner": ["a job needs an owner: a user or a session"]})
@@ -266,6 +272,7 @@ def model_shot_batch_create(
     params: dict | None = None,
     extra_garments: Iterable[Garment] = (),
     engine: str | None = None,
+    callback_url: str = "",
 ) -> list[TryOnJob]:
     """One model-shot job per pose × scene × variation, all sharing a batch id.
 
@@ -304,6 +311,7 @@ def model_shot_batch_create(
                             params={**seeded, "batch_size": 1},
                             engine=engine,
                             batch=batch,
+                            callback_url=callback_url,
                         )
                     )
     return jobs
@@ -347,9 +355,10 @@ def tryon_job_rerun(*, job: TryOnJob, new_seed: bool) -> TryOnJob:
 def tryon_job_cancel(*, job: TryOnJob) -> TryOnJob:
     """Stop a job: a queued one at once, a running one at its next sampling step."""
     now = timezone.now()
-    TryOnJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(
+    if TryOnJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(
         status=Status.CANCELLED, finished_at=now, step="cancelled"
-    )
+    ):
+        _notify(job)
     TryOnJob.objects.filter(pk=job.pk, status=Status.RUNNING).update(cancel_requested=True)
     job.refresh_from_db()
     return job
@@ -576,7 +585,19 @@ def _finish(job: TryOnJob, status: str, *, error: Exception | None = None, messa
         fields.update(progress=1.0, step="done")
     if error is not None:
         fields.update(error_type=type(error).__name__, error_message=message or str(error))
-    return _mine(job).update(**fields)
+    finished = _mine(job).update(**fields)
+    if finished:
+        _notify(job)
+    return finished
+
+
+def _notify(job: TryOnJob) -> None:
+    """Queue the job's callback, if it asked for one, once its end is committed."""
+    if job.callback_url:
+        from .tasks import job_callback_task
+
+        job_id = str(job.pk)
+        transaction.on_commit(lambda: job_callback_task.delay(job_id))
 
 
 def _retry_or_fail(job: TryOnJob, error: Exception) -> None:

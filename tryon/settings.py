@@ -221,6 +221,10 @@ SPECTACULAR_SETTINGS = {
 }
 # A shopper (user or session) may have this many jobs queued or running at once.
 MAX_ACTIVE_JOBS = env.int("MAX_ACTIVE_JOBS", default=4)
+# Job callbacks (tryon/callbacks.py): signed with this secret (default: derived from the secret
+# key); addresses on loopback or private networks are refused unless allowed (tests, intranets).
+CALLBACK_SECRET = env.str("CALLBACK_SECRET", default="")
+CALLBACK_ALLOW_PRIVATE = env.bool("CALLBACK_ALLOW_PRIVATE", default=False)
 # A merchant may have this many model shots queued or running at once (a batch is up to 24).
 MAX_ACTIVE_MODEL_SHOTS = env.int("MAX_ACTIVE_MODEL_SHOTS", default=48)
 

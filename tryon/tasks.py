@@ -18,3 +18,20 @@ def tryon_job_run_task(self, job_id: str) -> None:
 def jobs_sweep_task() -> None:
     """Queue again the jobs of workers that died (also run by every worker on a timer)."""
     services.jobs_sweep()
+
+
+@shared_task(
+    autoretry_for=(OSError,),
+    retry_backoff=5,
+    retry_backoff_max=600,
+    max_retries=6,
+    ignore_result=True,
+)
+def job_callback_task(job_id: str) -> None:
+    """Tell a job's callback URL how it ended; retried with backoff while delivery fails."""
+    from .callbacks import deliver
+    from .models import TryOnJob
+
+    job = TryOnJob.objects.filter(pk=job_id).first()
+    if job is not None and job.callback_url:
+        deliver(job)

@@ -90,6 +90,7 @@ def test_a_photo_may_come_as_base64_json(api, garment, django_capture_on_commit_
         ({"params": {"cfg": 7}}, 400, "params", "unknown parameters cfg"),
         ({"person_photo_base64": "###"}, 400, "person_photo_base64", "base64"),
         ({"garment": 999999}, 400, "garment", ""),
+        ({"callback_url": "http://10.0.0.1/hook"}, 400, "callback_url", "private network"),
     ],
 )
 def test_bad_requests_get_a_message_and_the_field(api, garment, payload, status, field, message):
