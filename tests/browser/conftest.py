@@ -65,3 +65,21 @@ def screenshot(page, request):
         return path
 
     return take
+
+
+def sign_in(page, live_server, username, password):
+    """Sign in through the login page."""
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def demo_passwords(settings, capsys) -> dict[str, str]:
+    """Load the demo data and return the demo accounts' fresh passwords, by username."""
+    from django.core.management import call_command
+
+    settings.DEBUG = True
+    call_command("seed_demo")
+    lines = capsys.readouterr().out.splitlines()
+    return {line.split()[0]: line.split()[1] for line in lines if line.startswith("  demo-")}

@@ -1,35 +1,21 @@
 """A demo merchant signs in and uploads a garment from the browser; staff see it in admin."""
 
 import pytest
-from django.core.management import call_command
 
 from catalog.demo import DEMO_MERCHANT, DEMO_STAFF
 from catalog.models import Garment
 from pipelines.samples import draw_product_shot
+from tests.browser.conftest import demo_passwords, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def _sign_in(page, live_server, username, password):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def _demo_passwords(settings, capsys):
-    settings.DEBUG = True
-    call_command("seed_demo")
-    lines = capsys.readouterr().out.splitlines()
-    return {line.split()[0]: line.split()[1] for line in lines if line.startswith("  demo-")}
-
-
 def test_merchant_uploads_a_garment_and_staff_see_it(page, live_server, settings, capsys, tmp_path):
-    passwords = _demo_passwords(settings, capsys)
+    passwords = demo_passwords(settings, capsys)
     page.goto(live_server.url)
     assert page.locator(".card").count() >= 6
 
-    _sign_in(page, live_server, DEMO_MERCHANT, passwords[DEMO_MERCHANT])
+    sign_in(page, live_server, DEMO_MERCHANT, passwords[DEMO_MERCHANT])
     page.get_by_role("heading", name="My garments").wait_for()
     page.get_by_role("link", name="Add a garment").first.click()
 
@@ -58,7 +44,7 @@ def test_merchant_uploads_a_garment_and_staff_see_it(page, live_server, settings
     page.screenshot(path=str(tmp_path / "merchant.png"), full_page=True)
 
     page.get_by_role("button", name=f"Sign out ({DEMO_MERCHANT})").click()
-    _sign_in(page, live_server, DEMO_STAFF, passwords[DEMO_STAFF])
+    sign_in(page, live_server, DEMO_STAFF, passwords[DEMO_STAFF])
     page.goto(f"{live_server.url}/admin/catalog/garment/?q=BROWSER-1")
     page.get_by_role("link", name="Browser tee").wait_for()
     assert page.locator("#result_list img").count() == 1

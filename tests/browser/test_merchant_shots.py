@@ -3,13 +3,12 @@ that staff approved; the product page then shows it."""
 
 import numpy as np
 import pytest
-from django.core.management import call_command
 from PIL import Image
 from playwright.sync_api import expect
 
 from catalog.demo import DEMO_MERCHANT, DEMO_STAFF
 from catalog.models import Garment
-from tests.browser.conftest import ARTIFACTS
+from tests.browser.conftest import ARTIFACTS, demo_passwords, sign_in
 from tests.factories import GarmentFactory, TryOnJobFactory, TryOnResultFactory
 from tryon.models import TryOnJob, TryOnResult
 
@@ -21,20 +20,6 @@ MOBILE = {"width": 390, "height": 844}
 # the tee's shoulder, which the automatic cut-out left out of the mask.
 STROKE_Y = 0.04
 STROKE_X = (0.06, 0.36)
-
-
-def _sign_in(page, live_server, username, password):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def _demo_passwords(settings, capsys):
-    settings.DEBUG = True
-    call_command("seed_demo")
-    lines = capsys.readouterr().out.splitlines()
-    return {line.split()[0]: line.split()[1] for line in lines if line.startswith("  demo-")}
 
 
 @pytest.fixture
@@ -82,14 +67,14 @@ def _paint_stroke(page):
 def test_merchant_paints_a_mask_makes_model_shots_and_publishes_one(
     page, live_server, settings, capsys, shoot
 ):
-    passwords = _demo_passwords(settings, capsys)
+    passwords = demo_passwords(settings, capsys)
     settings.TRYON_ENGINE = "preview"  # the fast engine: jobs finish inside the POST in tests
     garment = Garment.objects.get(title=GARMENT)
     assert garment.analysis_status == Garment.AnalysisStatus.DONE
     old_mask = garment.mask.name
     assert not _stroke_pixels(_mask(garment)).any()
 
-    _sign_in(page, live_server, DEMO_MERCHANT, passwords[DEMO_MERCHANT])
+    sign_in(page, live_server, DEMO_MERCHANT, passwords[DEMO_MERCHANT])
     page.get_by_role("heading", name="My garments").wait_for()
     shoot("1-home")
 
@@ -145,7 +130,7 @@ def test_merchant_paints_a_mask_makes_model_shots_and_publishes_one(
     approved = TryOnResult.objects.filter(job__garment=garment).order_by("pk").first()
     staff_context = page.context.browser.new_context(viewport={"width": 1200, "height": 900})
     admin_page = staff_context.new_page()
-    _sign_in(admin_page, live_server, DEMO_STAFF, passwords[DEMO_STAFF])
+    sign_in(admin_page, live_server, DEMO_STAFF, passwords[DEMO_STAFF])
     admin_page.goto(f"{live_server.url}/admin/tryon/tryonresult/")
     admin_page.locator(f'input[name="_selected_action"][value="{approved.pk}"]').check()
     admin_page.locator('select[name="action"]').select_option("approve")
@@ -199,7 +184,7 @@ def test_the_gallery_follows_a_running_job_until_it_is_done(
     polls = []
     page.on("request", lambda request: "/gallery/live/" in request.url and polls.append(request))
 
-    _sign_in(page, live_server, "merchant-live", "pw-for-tests-1")
+    sign_in(page, live_server, "merchant-live", "pw-for-tests-1")
     page.goto(f"{live_server.url}/merchant/garments/{garment.pk}/gallery/")
     page.get_by_text("step 5/20").wait_for()
     TryOnJob.objects.filter(pk=job.pk).update(progress=0.6, step="step 12/20")
