@@ -362,6 +362,9 @@ class Generator:
         else:
             pipe.vae.disable_tiling()
         self.pipe = pipe
+        # The prompts' embeddings, reused by every image and pass of a run (one Generator is
+        # one run: its LoRAs, which change the text encoder, are set before painting).
+        self._encoded: dict[tuple, tuple] = {}
 
     def hashes(self) -> dict[str, str]:
         """WebUI short hashes of the checkpoint, the ControlNets and the VAE."""
@@ -384,6 +387,7 @@ class Generator:
         if not loras:
             if loaded:
                 pipe.disable_lora()
+                self._encoded.clear()
             return {}
         models_dir = self.models.checkpoint.models_dir
         entries = scan_models(models_dir) if models_dir else []
@@ -405,9 +409,22 @@ class Generator:
             weights.append(weight)
             hashes[entry.name] = short
         _forget_old_adapters(pipe, keep=names)
+        self._encoded.clear()  # LoRAs change the text encoder
         pipe.enable_lora()
         pipe.set_adapters(names, adapter_weights=weights)
         return hashes
+
+    def _embeddings(self, prompt: str, negative_prompt: str, clip_skip: int) -> tuple:
+        key = (prompt, negative_prompt, clip_skip)
+        if key not in self._encoded:
+            self._encoded[key] = encode_prompt_pair(
+                parse_prompt(prompt),
+                parse_prompt(negative_prompt),
+                self.pipe.tokenizer,
+                self.pipe.text_encoder,
+                clip_skip=clip_skip,
+            )
+        return self._encoded[key]
 
     def paint(
         self,
@@ -426,13 +443,7 @@ class Generator:
         """One image at the processing size: ``image``, ``mask`` and ``controls`` already are."""
         pipe = self.pipe
         pipe.scheduler = make_scheduler(params.sampler, pipe.scheduler.config)
-        cond, uncond = encode_prompt_pair(
-            parse_prompt(prompt),
-            parse_prompt(negative_prompt),
-            pipe.tokenizer,
-            pipe.text_encoder,
-            clip_skip=params.clip_skip,
-        )
+        cond, uncond = self._embeddings(prompt, negative_prompt, params.clip_skip)
         device = pipe._execution_device
         units = params.controlnets
         pipe.controlnet.set_modes(

@@ -445,3 +445,16 @@ def test_the_control_maps_and_their_modes_steer_the_picture(photo, tee, models):
     for index, first in enumerate(pictures):
         for second in pictures[index + 1 :]:
             assert not np.array_equal(first, second)
+
+
+def test_a_batch_encodes_its_prompts_once(photo, tee, models, monkeypatch):
+    calls = []
+    encode = generate.encode_prompt_pair
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(generate, "encode_prompt_pair", counting)
+    output = run(_photo_request(photo, (tee,), batch_size=3), models_dir=models)
+    assert len(output.images) == 3 and len(calls) == 1
