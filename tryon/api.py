@@ -23,6 +23,7 @@ from catalog.selectors import is_merchant
 from . import selectors, services
 from .api_errors import ConflictError
 from .models import TryOnJob, TryOnResult
+from .views import shopper_session_key
 
 
 def _absolute(request, name: str, *args) -> str:
@@ -169,16 +170,17 @@ class TryOnViewSet(
                 extra_garments=data.get("extra_garments", []),
                 callback_url=data["callback_url"],
             )
-        if not request.session.session_key:
-            request.session.save()
         photo = data.get("person_photo") or data.get("person_photo_base64")
+        # The session row is made outside the job's transaction: a refused job rolls back,
+        # and the session must survive that for the response to carry its cookie.
+        session_key = shopper_session_key(request)
         with transaction.atomic():
             job = services.tryon_job_create(
                 kind=TryOnJob.Kind.PHOTO,
                 garment=data["garment"],
                 extra_garments=data.get("extra_garments", []),
                 owner=user,
-                session_key=request.session.session_key,
+                session_key=session_key,
                 person_photo=photo,
                 consent=data["consent"],
                 params=params,

@@ -9,6 +9,8 @@ from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
 
 from catalog.models import Garment
 from catalog.selectors import is_merchant
@@ -46,18 +48,31 @@ def _private_file_response(stored, *, public: bool, download: bool = False) -> F
     return response
 
 
+def _caller(request):
+    """The signed-in user, by session or by the API's ``Authorization: Token …`` header
+    (the API hands these file URLs to token clients too)."""
+    if request.user.is_authenticated:
+        return request.user
+    try:
+        found = TokenAuthentication().authenticate(request)
+    except AuthenticationFailed:
+        return request.user
+    return found[0] if found else request.user
+
+
 def _serve(request, job: TryOnJob, stored, what: str, *, published: bool = False):
     if not stored:
         raise Http404("no such file")
+    user = _caller(request)
     access = file_access(
-        job, user=request.user, session_key=request.session.session_key, published=published
+        job, user=user, session_key=request.session.session_key, published=published
     )
     if not access:
         raise Http404("no such file")  # never confirm that someone else's file exists
     download = request.GET.get("download") == "1"
     response = _private_file_response(stored, public=access == "public", download=download)
     if access == "audited":
-        record_photo_access(user=request.user, job=job, what=what)
+        record_photo_access(user=user, job=job, what=what)
     return response
 
 
@@ -87,10 +102,15 @@ def result_file(request, result_id, field):
 LAST_PHOTO_JOB = "tryon_last_photo_job"
 
 
-def _session_key(request) -> str:
-    """The anonymous shopper's session key, creating the session on first use."""
+def shopper_session_key(request) -> str:
+    """The anonymous shopper's session key, creating the session on first use.
+
+    The session is marked modified so the response carries its cookie: without it, the client
+    could never show it owns the job it just created.
+    """
     if not request.session.session_key:
         request.session.save()
+        request.session.modified = True
     return request.session.session_key
 
 
@@ -125,7 +145,7 @@ def tryon_create(request, garment_pk):
                 kind=TryOnJob.Kind.PHOTO,
                 garment=garment,
                 owner=request.user if request.user.is_authenticated else None,
-                session_key=_session_key(request),
+                session_key=shopper_session_key(request),
                 person_photo=None if reuse else form.cleaned_data["person_photo"],
                 photo_from=reuse,
                 consent=form.cleaned_data["consent"],

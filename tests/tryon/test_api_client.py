@@ -1,0 +1,34 @@
+"""scripts/api_client.py runs a try-on and a model-shot batch through the HTTP API alone."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from rest_framework.authtoken.models import Token
+from skimage import data
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import api_client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_example_client_runs_a_try_on_and_a_batch(
+    live_server, analysed_garment, merchant, settings, tmp_path, capsys
+):
+    settings.TRYON_ENGINE = "preview"
+    photo = tmp_path / "me.jpg"
+    Image.fromarray(data.astronaut()).save(photo)
+    token = Token.objects.create(user=merchant).key
+    shopper = ["--site", live_server.url, "--garment", str(analysed_garment.pk)]
+    assert api_client.main([*shopper, "--photo", str(photo), "--out", str(tmp_path / "a")]) == 0
+    merchant_run = [*shopper, "--token", token, "--model-shots", "2", "--scene", "beach"]
+    assert api_client.main([*merchant_run, "--out", str(tmp_path / "b")]) == 0
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["status"] for line in lines] == ["succeeded"] * 3
+    for line in lines:
+        (saved,) = line["files"]
+        assert Image.open(saved).text["ai_generated"] == "true"
