@@ -7,12 +7,12 @@ import warnings
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile
 from django.db import transaction
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from pipelines.errors import PipelineError
 from pipelines.garment import MAX_COVERAGE, MIN_COVERAGE, WORK_SIDE, garment_landmarks
+from tryon.storage import delete_files_on_commit, png_file
 
 from .models import Garment
 from .selectors import analysis_in_progress
@@ -22,17 +22,6 @@ logger = logging.getLogger(__name__)
 # The analysis outputs describe one product image; a new image makes them stale.
 ANALYSIS_FILE_FIELDS = ("cutout", "mask", "canny")
 FILE_FIELDS = ("image", *ANALYSIS_FILE_FIELDS)
-
-
-def _delete_files_on_commit(files) -> None:
-    """Remove stored files once the transaction that stopped referencing them has committed.
-
-    Deleting before the commit could leave a row pointing at a missing file if the transaction
-    rolled back; deleting after means a crash can at worst leave an orphan file, never a broken row.
-    """
-    for stored in files:
-        storage, name = stored.storage, stored.name
-        transaction.on_commit(lambda storage=storage, name=name: storage.delete(name))
 
 
 def _enqueue_analysis(garment: Garment) -> None:
@@ -67,7 +56,7 @@ def garment_update(*, garment: Garment, changed_fields) -> Garment:
             _enqueue_analysis(garment)
         old_files = (getattr(previous, field) for field in FILE_FIELDS)
         current_names = {getattr(garment, field).name for field in FILE_FIELDS}
-        _delete_files_on_commit(f for f in old_files if f and f.name not in current_names)
+        delete_files_on_commit(f for f in old_files if f and f.name not in current_names)
     return garment
 
 
@@ -76,7 +65,7 @@ def garment_delete(*, garment: Garment) -> None:
     files = garment.stored_files()
     with transaction.atomic():
         garment.delete()
-        _delete_files_on_commit(files)
+        delete_files_on_commit(files)
 
 
 def _reset_analysis(garment: Garment) -> None:
@@ -95,14 +84,8 @@ def garment_reanalyse(*, garment: Garment) -> None:
     _reset_analysis(garment)
     with transaction.atomic():
         garment.save()
-        _delete_files_on_commit(old_files)
+        delete_files_on_commit(old_files)
         _enqueue_analysis(garment)
-
-
-def _png(image: Image.Image, name: str) -> ContentFile:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return ContentFile(buffer.getvalue(), name=f"{name}.png")
 
 
 def _sam_predictor():
@@ -164,16 +147,16 @@ def _record_analysis(garment_id: int, image_name: str, analysis) -> Garment | No
         if garment is None or garment.image.name != image_name:
             return garment  # deleted or given a new picture while we worked
         old_files = [getattr(garment, f) for f in ANALYSIS_FILE_FIELDS if getattr(garment, f)]
-        garment.cutout = _png(analysis.cutout, "cutout")
-        garment.mask = _png(analysis.mask, "mask")
-        garment.canny = _png(analysis.canny, "canny")
+        garment.cutout = png_file(analysis.cutout, "cutout")
+        garment.mask = png_file(analysis.mask, "mask")
+        garment.canny = png_file(analysis.canny, "canny")
         garment.landmarks = {
             name: [round(x, 1), round(y, 1)] for name, (x, y) in analysis.landmarks.items()
         }
         garment.analysis_status = Garment.AnalysisStatus.DONE
         garment.analysis_message = ""
         garment.save()
-        _delete_files_on_commit(old_files)
+        delete_files_on_commit(old_files)
     return garment
 
 
@@ -250,13 +233,13 @@ def garment_mask_update(*, garment: Garment, mask_png: bytes) -> Garment:
     _check_mask_coverage(mask)
     old_mask = garment.mask if garment.mask else None
     with transaction.atomic():
-        garment.mask = _png(Image.fromarray(mask.astype(np.uint8) * 255, "L"), "mask")
+        garment.mask = png_file(Image.fromarray(mask.astype(np.uint8) * 255, "L"), "mask")
         # Until the task has run, the cut-out and maps describe the old mask: no new jobs.
         garment.analysis_status = Garment.AnalysisStatus.PENDING
         garment.analysis_message = ""
         garment.save(update_fields=["mask", "analysis_status", "analysis_message", "updated_at"])
         if old_mask is not None:
-            _delete_files_on_commit([old_mask])
+            delete_files_on_commit([old_mask])
         _enqueue_mask_apply(garment)
     return garment
 
@@ -313,11 +296,11 @@ def garment_mask_apply(*, garment_id: int, mask_name: str) -> Garment | None:
         if garment is None or garment.image.name != image_name or garment.mask.name != mask_name:
             return garment
         old_files = [f for f in (garment.cutout, garment.canny) if f]
-        garment.cutout = _png(cutout, "cutout")
-        garment.canny = _png(canny, "canny")
+        garment.cutout = png_file(cutout, "cutout")
+        garment.canny = png_file(canny, "canny")
         garment.landmarks = landmarks
         garment.analysis_status = Garment.AnalysisStatus.DONE
         garment.analysis_message = ""
         garment.save()
-        _delete_files_on_commit(old_files)
+        delete_files_on_commit(old_files)
     return garment

@@ -32,6 +32,7 @@ from pipelines.errors import GenerationCancelled, InvalidInputError, PipelineErr
 from pipelines.params import MAX_SEED, params_from_dict
 
 from .models import PhotoAccess, TryOnJob, TryOnResult, WorkerHeartbeat
+from .storage import delete_files_on_commit, png_file
 from .uploads import clean_image_upload
 
 logger = logging.getLogger(__name__)
@@ -49,13 +50,6 @@ def worker_heartbeat(*, hostname: str) -> None:
 def _invalid(error: InvalidInputError) -> ValidationError:
     """A pipeline's refusal as a form/API error on the field it names."""
     return ValidationError({error.argument: [error.message]})
-
-
-def _delete_files_on_commit(files: Iterable) -> None:
-    """Remove stored files once the transaction that dropped them has committed."""
-    for stored in files:
-        storage, name = stored.storage, stored.name
-        transaction.on_commit(lambda storage=storage, name=name: storage.delete(name))
 
 
 class TooManyActiveJobs(Exception):
@@ -372,7 +366,7 @@ def tryon_job_delete(*, job: TryOnJob) -> None:
             files += result.stored_files()
         TryOnJob.objects.filter(pk=job.pk, status=Status.RUNNING).update(cancel_requested=True)
         job.delete()
-        _delete_files_on_commit(files)
+        delete_files_on_commit(files)
 
 
 def record_photo_access(*, user, job: TryOnJob, what: str) -> None:
@@ -670,15 +664,9 @@ def tryon_job_run(*, job_id, worker: str) -> TryOnJob | None:
     return TryOnJob.objects.filter(pk=job.pk).first()
 
 
-def _png(image: Image.Image, name: str) -> ContentFile:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return ContentFile(buffer.getvalue(), name=f"{name}.png")
-
-
 def _store_results(job: TryOnJob, output) -> None:
     """Save the pictures and maps and mark the job done, unless this claim was lost."""
-    maps = {name: _png(picture, name).read() for name, picture in output.maps.items()}
+    maps = {name: png_file(picture, name).read() for name, picture in output.maps.items()}
     saved: list = []
     try:
         with transaction.atomic():
@@ -708,7 +696,7 @@ def _store_result(job: TryOnJob, index: int, generated, maps: dict[str, bytes]) 
     for name, content in maps.items():
         getattr(result, name).save(f"{name}.png", ContentFile(content), save=False)
     result.save()
-    _delete_files_on_commit(old)
+    delete_files_on_commit(old)
     return result.stored_files()
 
 

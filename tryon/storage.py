@@ -4,10 +4,14 @@ They are kept outside MEDIA_ROOT so no static or media route can ever serve them
 checks who is asking streams them instead (see ``tryon.views``).
 """
 
+import io
 import os
+from collections.abc import Iterable
 
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, storages
+from django.db import transaction
 
 
 class PrivateFileSystemStorage(FileSystemStorage):
@@ -31,3 +35,21 @@ class PrivateFileSystemStorage(FileSystemStorage):
 def private_storage():
     """The storage of private files (``STORAGES["private"]``), for ``FileField(storage=…)``."""
     return storages["private"]
+
+
+def delete_files_on_commit(files: Iterable) -> None:
+    """Remove stored files once the transaction that stopped referencing them has committed.
+
+    Deleting before the commit could leave a row pointing at a missing file if the transaction
+    rolled back; deleting after means a crash can at worst leave an orphan file, never a broken row.
+    """
+    for stored in files:
+        storage, name = stored.storage, stored.name
+        transaction.on_commit(lambda storage=storage, name=name: storage.delete(name))
+
+
+def png_file(image, name: str) -> ContentFile:
+    """``image`` (PIL) as a PNG file named ``<name>.png``, ready for a FileField's ``save``."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return ContentFile(buffer.getvalue(), name=f"{name}.png")
