@@ -9,6 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, viewsets
 
+from tryon.api_errors import errors
 from tryon.uploads import clean_image_upload
 
 from . import selectors, services
@@ -59,7 +60,17 @@ class IsMerchantOrReadOnly(permissions.BasePermission):
         return request.user.is_authenticated and selectors.is_merchant(request.user)
 
 
-@extend_schema_view(list=extend_schema(parameters=FILTERS))
+@extend_schema_view(
+    # A page past the last answers 404; a token that is not valid, 401 (on every operation).
+    list=extend_schema(parameters=FILTERS, responses={200: GarmentSerializer, **errors(401, 404)}),
+    retrieve=extend_schema(responses={200: GarmentSerializer, **errors(401, 404)}),
+    create=extend_schema(responses={201: GarmentSerializer, **errors(400, 401, 403, 415)}),
+    update=extend_schema(responses={200: GarmentSerializer, **errors(400, 401, 403, 404, 415)}),
+    partial_update=extend_schema(
+        responses={200: GarmentSerializer, **errors(400, 401, 403, 404, 415)}
+    ),
+    destroy=extend_schema(responses={204: None, **errors(401, 403, 404)}),
+)
 class GarmentViewSet(viewsets.ModelViewSet):
     """The catalog: anyone reads it; merchants add, change and delete their own garments."""
 

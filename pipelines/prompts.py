@@ -36,6 +36,7 @@ CLIP_EOS_ID = 49407
 CLIP_COMMA_ID = 267
 
 USER_TEXT_MAX = 300
+FREE_TEXT_MAX = 1000  # an inpaint's prompt: the client's words are all of it
 USER_WEIGHT_RANGE = (0.0, 2.0)
 
 # The WebUI's tokens, in the order it tries them: escapes, brackets, a ":weight)" close, runs of
@@ -523,6 +524,18 @@ def build_prompt(
     return _join(positive), _join(negative)
 
 
+def build_free_prompt(user_text: str, user_negative: str = "") -> tuple[str, str]:
+    """The prompts of an inpaint, where the client's words are the whole prompt.
+
+    The same safety as ``build_prompt``: the words are sanitized (weights clamped, extra-network
+    tags dropped; up to ``FREE_TEXT_MAX`` characters, since here they carry the whole subject)
+    and ``BASE_NEGATIVE`` is always in the negative.
+    """
+    positive = sanitize_user_prompt(user_text, field="prompt", limit=FREE_TEXT_MAX)
+    negative = sanitize_user_prompt(user_negative, field="negative_prompt", limit=FREE_TEXT_MAX)
+    return positive, _join([BASE_NEGATIVE, negative])
+
+
 def _garment_words(category: str, colour: str, material: str) -> str:
     if category not in GARMENT_NOUNS:
         raise InvalidInputError("category", f"must be one of: {', '.join(CATEGORIES)}")
@@ -589,18 +602,19 @@ def _escape(text: str) -> str:
     return text.replace("BREAK", "break")
 
 
-def sanitize_user_prompt(text: str, *, field: str = "user_text") -> str:
+def sanitize_user_prompt(text: str, *, field: str = "user_text", limit: int = USER_TEXT_MAX) -> str:
     """A person's free prompt text made safe to append to a server-built prompt.
 
-    Longer than ``USER_TEXT_MAX`` characters is refused (``InvalidInputError`` naming ``field``).
+    Longer than ``limit`` characters (default ``USER_TEXT_MAX``) is refused
+    (``InvalidInputError`` naming ``field``).
     The text is parsed as the WebUI would and written back in flat form, ``(words:weight)``, with
     every effective weight, nesting included, clamped to ``USER_WEIGHT_RANGE``; ``<lora:…>`` and
     other extra-network tags are dropped (people may not load models through a prompt) and
     ``BREAK`` is kept. The result is balanced, so it cannot reweigh what comes before it.
     """
-    if len(text) > USER_TEXT_MAX:
+    if len(text) > limit:
         raise InvalidInputError(
-            field, f"is {len(text)} characters long; at most {USER_TEXT_MAX} are allowed"
+            field, f"is {len(text)} characters long; at most {limit} are allowed"
         )
     low, high = USER_WEIGHT_RANGE
     pieces = []

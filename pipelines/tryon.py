@@ -6,11 +6,13 @@ Two modes share stages 1–6 (see DESIGN.md):
   painted one garment per pass (bottoms, then tops, then outerwear over them), each pass
   keeping the previous result outside its own mask;
 - **model_shot**: the garments placed on a pose preset's skeleton over a scene's background;
-  the model and the scene are generated around them and the garments' own pixels are kept.
+  the model and the scene are generated around them and the garments' own pixels are kept;
+- **inpaint**: no garment; a client's own picture, mask and ControlNet inputs (the WebUI's
+  img2img, see ``pipelines.inpaint``).
 
 Engines: ``preview`` returns stage 4's composite (no diffusion, no weights); ``sd`` and
 ``tiny`` run ``pipelines.generate`` with the installed models or the tiny kit; ``auto`` is
-``sd`` when weights are installed, else ``preview``.
+``sd`` when weights are installed, else ``preview`` (for an inpaint: OpenCV's classical fill).
 """
 
 import secrets
@@ -29,26 +31,27 @@ from .canny import canny_map
 from .engines import engine_models_dir, find_weights, resolve_engine
 from .errors import GenerationError, InvalidInputError
 from .infotext import format_infotext, save_png_with_infotext
+from .inpaint import WEBUI_MASK_BLUR, ControlInput, classical_fill, control_map, inpaint_mask
 from .masks import TryOnMask, tryon_mask
 from .params import CONTROL_NAMES, MAX_SEED, GenerationParams
 from .person import analyze_person, check_pose_usable, person_from_keypoints, render_openpose
 from .poses import CANVAS, get_preset
 from .preview import timed
-from .prompts import build_prompt, validate_prompt
+from .prompts import build_free_prompt, build_prompt, validate_prompt
 from .scenes import resolve_scene
 from .types import GarmentAnalysis, PersonAnalysis
 from .warp import composite, warp_garment
 
-MODES = ("photo", "model_shot")
+MODES = ("photo", "model_shot", "inpaint")
 # Passes of an outfit, first to last: what is worn underneath is painted first.
 PASS_ORDER = ("dress", "lower", "upper", "outer")
-DEFAULT_STRENGTH = {"photo": 0.75, "model_shot": 1.0}
+DEFAULT_STRENGTH = {"photo": 0.75, "model_shot": 1.0, "inpaint": 0.75}
 # Share of the progress bar for the analysis before the first sampling step.
 PREPARE_SHARE = 0.05
 # A model shot's garment keeps its pixels except a thin rim, blended into the painted model.
 KEEP_RIM = 2
 MODEL_SHOT_FEATHER = 0.008  # of the canvas width: the feather's sigma on the garment's edge
-CONTROL_MODULES = {"photo": "mediapipe_openpose", "model_shot": "pose_preset"}
+CONTROL_MODULES = {"photo": ("mediapipe_openpose", "canny"), "model_shot": ("pose_preset", "canny")}
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,8 +72,10 @@ class GarmentInput:
 class TryOnRequest:
     """One try-on job's inputs.
 
-    ``garments``: one per category at most (a dress goes with nothing but outerwear).
-    ``person_photo`` is required in photo mode; ``pose``, ``scene`` (a preset name),
+    ``garments``: one per category at most (a dress goes with nothing but outerwear); none in
+    inpaint mode. ``person_photo`` is required in photo mode, and is the picture to paint on in
+    inpaint mode, with ``mask`` (white = repaint; None = all of it) and ``controls`` (the
+    OpenPose, then the Canny slot's input, or None). ``pose``, ``scene`` (a preset name),
     ``scene_text`` (free words) and ``model_attributes`` (see ``prompts.MODEL_VOCABULARY``) are
     for model shots. ``params.prompt``/``negative_prompt`` are added to the built prompts;
     ``<lora:…>`` tags in them are honoured only with ``allow_loras`` (a trusted caller), and
@@ -87,6 +92,8 @@ class TryOnRequest:
     params: GenerationParams = field(default_factory=GenerationParams)
     engine: str = "auto"
     allow_loras: bool = False
+    mask: Image.Image | None = None
+    controls: tuple[ControlInput | None, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,7 +138,7 @@ class TryOnOutput:
 class _Pass:
     """One garment's pass prepared on a picture: what to paint, where, and its guides."""
 
-    garment: GarmentInput
+    garment: GarmentInput | None  # None: an inpaint of the client's picture
     tryon: TryOnMask | None
     warped: Image.Image | None
     mask: Image.Image
@@ -172,8 +179,10 @@ def run(
     report(Progress(0.0, "analysing"))
     if request.mode == "photo":
         person, passes, openpose = _prepare_photo(request, garments, params, timings)
-    else:
+    elif request.mode == "model_shot":
         person, passes, openpose = _prepare_model_shot(request, garments, params, timings)
+    else:
+        person, passes, openpose = _prepare_inpaint(request, params, timings)
     prompt, negative = _prompts(request, garments)
     maps = _maps(passes, openpose)
     report(Progress(PREPARE_SHARE, "generating"))
@@ -189,6 +198,8 @@ def run(
     }
     if engine == "preview":
         image = passes[-1].composite
+        if request.mode == "inpaint":
+            image = timed(timings, "fill", lambda: classical_fill(image, passes[-1].mask))
         info = format_infotext(
             prompt, negative, {"Seed": seed, "Engine": "preview", "Try-on": request.mode}
         )
@@ -222,12 +233,24 @@ def _check_request(request: TryOnRequest) -> list[GarmentInput]:
         raise InvalidInputError("mode", f"must be one of {', '.join(MODES)}, got {request.mode!r}")
     if not isinstance(request.params, GenerationParams):
         raise InvalidInputError("params", "must be GenerationParams")
+    if request.mode == "inpaint":
+        return _check_inpaint(request)
     if not request.garments:
         raise InvalidInputError("garments", "at least one garment is needed")
     check_outfit([garment.category for garment in request.garments])
     if request.mode == "photo" and request.person_photo is None:
         raise InvalidInputError("person_photo", "a photo of the person is required")
     return sorted(request.garments, key=lambda garment: PASS_ORDER.index(garment.category))
+
+
+def _check_inpaint(request: TryOnRequest) -> list[GarmentInput]:
+    if request.garments:
+        raise InvalidInputError("garments", "an inpaint paints the client's picture; no garments")
+    if request.person_photo is None:
+        raise InvalidInputError("person_photo", "the picture to paint on is required")
+    if len(request.controls) > len(CONTROL_NAMES):
+        raise InvalidInputError("controls", f"at most {len(CONTROL_NAMES)}: {CONTROL_NAMES}")
+    return []
 
 
 # --- preparation ---------------------------------------------------------------------------------
@@ -292,6 +315,19 @@ def _prepare_model_shot(request, garments, params, timings):
     return person, [_Pass(garments[-1], None, None, mask, picture, canny)], openpose
 
 
+def _prepare_inpaint(request, params, timings):
+    """The client's picture, mask and maps as one pass; there is no person analysis to share."""
+    picture = request.person_photo.convert("RGB")
+    blur = params.mask_blur if params.mask_blur is not None else WEBUI_MASK_BLUR
+    mask = inpaint_mask(request.mask, picture.size, blur)
+    controls = (*request.controls, None, None)[: len(CONTROL_NAMES)]
+    openpose, canny = (
+        timed(timings, slot, lambda s=slot, c=control: control_map(s, c, picture))
+        for slot, control in zip(CONTROL_NAMES, controls, strict=True)
+    )
+    return None, [_Pass(None, None, None, mask, picture, canny)], openpose
+
+
 def _preset_person(pose: str, size: tuple[int, int]) -> PersonAnalysis:
     """The preset's skeleton scaled uniformly onto a ``size`` canvas and centred."""
     preset = get_preset(pose)
@@ -316,6 +352,8 @@ def _everything_but(alpha: np.ndarray, blur: float | None, width: int) -> Image.
 def _mask_blur(params: GenerationParams, person: PersonAnalysis, mode: str) -> float:
     if params.mask_blur is not None:
         return params.mask_blur
+    if mode == "inpaint":
+        return WEBUI_MASK_BLUR
     if mode == "model_shot":
         return round(MODEL_SHOT_FEATHER * params.width, 1)
     from .geometry import body_frame
@@ -338,6 +376,10 @@ def _prompts(request: TryOnRequest, garments: list[GarmentInput]) -> tuple[str, 
     """The full WebUI prompts: the builder's, the person's words, and allowed LoRA tags."""
     params = request.params
     loras = validate_prompt(params.prompt).loras if request.allow_loras else ()
+    tags = "".join(f" <lora:{name}:{weight:g}>" for name, weight in loras)
+    if request.mode == "inpaint":
+        positive, negative = build_free_prompt(params.prompt, params.negative_prompt)
+        return positive + tags, negative
     first, *more = garments
     scene = (
         resolve_scene(request.scene, request.scene_text) if request.mode == "model_shot" else None
@@ -355,7 +397,6 @@ def _prompts(request: TryOnRequest, garments: list[GarmentInput]) -> tuple[str, 
         user_negative=params.negative_prompt,
         photo=request.mode == "photo",
     )
-    tags = "".join(f" <lora:{name}:{weight:g}>" for name, weight in loras)
     return positive + tags, negative
 
 
@@ -453,6 +494,14 @@ def _step_reporter(report: ProgressCallback, label: str, done: int, units: int):
     return on_step
 
 
+def _modules(request: TryOnRequest) -> tuple[str, ...]:
+    """The preprocessor that made each slot's map, by its WebUI name."""
+    if request.mode != "inpaint":
+        return CONTROL_MODULES[request.mode]
+    controls = (*request.controls, None, None)[: len(CONTROL_NAMES)]
+    return tuple(control.module if control else "none" for control in controls)
+
+
 def _infotext(request, generator, used, seed, hashes, lora_hashes) -> str:
     params = request.params
     spec = params.sampler
@@ -476,10 +525,12 @@ def _infotext(request, generator, used, seed, hashes, lora_hashes) -> str:
             params.inpaint_full_res_padding if params.inpaint_full_res else None
         ),
     }
-    units = zip(CONTROL_NAMES, params.controlnets, models.controlnets, strict=True)
-    for index, (kind, unit, net) in enumerate(units):
+    units = zip(
+        CONTROL_NAMES, _modules(request), params.controlnets, models.controlnets, strict=True
+    )
+    for index, (kind, module, unit, net) in enumerate(units):
         fields[f"ControlNet {index}"] = {
-            "Module": CONTROL_MODULES[request.mode] if kind == "openpose" else "canny",
+            "Module": module,
             "Model": f"{net.name} [{hashes[kind][:8]}]",
             "Weight": unit.weight,
             "Guidance Start": unit.guidance_start,

@@ -220,7 +220,7 @@ class TryOnJobAdmin(_ViewerAware, _ReadOnlyDetail, admin.ModelAdmin):
 
     @admin.display(description="Merchant", ordering="garment__merchant__username")
     def merchant(self, job):
-        return job.garment.merchant
+        return job.garment.merchant if job.garment else None  # an inpaint has no garment
 
     @admin.display(description="Owner", ordering="owner__username")
     def owner_label(self, job):

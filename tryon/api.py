@@ -5,24 +5,30 @@ Ownership lives in the querysets: a job (or result) that is not the caller's ans
 exactly like one that does not exist.
 """
 
-import base64
-import binascii
+from contextlib import contextmanager
 
 from django.conf import settings
-from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, permissions, serializers, viewsets
-from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.decorators import (
+    action,
+    api_view,
+    authentication_classes,
+    permission_classes,
+)
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from catalog.models import Garment
 from catalog.selectors import is_merchant
 
 from . import selectors, services
-from .api_errors import ConflictError
+from .api_errors import ConflictError, errors
 from .models import TryOnJob, TryOnResult
+from .uploads import decode_base64_upload
 from .views import shopper_session_key
 
 
@@ -50,7 +56,7 @@ class ResultSerializer(serializers.ModelSerializer):
 class JobSerializer(serializers.ModelSerializer):
     """A job as its owner sees it; picture URLs point at views that check ownership."""
 
-    garment = serializers.PrimaryKeyRelatedField(read_only=True)
+    garment = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)  # inpaint: null
     extra_garments = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     person_photo = serializers.SerializerMethodField()
     preview = serializers.SerializerMethodField()
@@ -84,17 +90,41 @@ class Base64Photo(serializers.CharField):
     """A picture sent inside JSON as base64 (optionally a ``data:`` URL)."""
 
     def to_internal_value(self, data):
-        text = super().to_internal_value(data)
-        _, _, payload = text.rpartition(",") if text.startswith("data:") else ("", "", text)
         try:
-            raw = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise serializers.ValidationError("is not valid base64") from None
-        return SimpleUploadedFile("photo", raw)
+            return decode_base64_upload(super().to_internal_value(data), "photo")
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict["photo"]) from None
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {}})
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (in a form: its JSON text)."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return value
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
+class ModelAttributesField(JSONObjectField):
+    """The model's looks, each a word: ``{"gender_presentation": "feminine", "hair": …}``."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        for name, word in value.items():
+            if not isinstance(word, str):
+                raise serializers.ValidationError(f"{name} must be text")
+        return value
 
 
 class JobCreateSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(TryOnJob.Kind.choices, default=TryOnJob.Kind.PHOTO)
+    # Only the kinds this endpoint makes: TryOnJob.Kind has others (inpaint, made by sdapi).
+    kind = serializers.ChoiceField(
+        [(kind.value, kind.label) for kind in (TryOnJob.Kind.PHOTO, TryOnJob.Kind.MODEL_SHOT)],
+        default=TryOnJob.Kind.PHOTO,
+    )
     garment = serializers.PrimaryKeyRelatedField(queryset=Garment.objects.all())
     extra_garments = serializers.PrimaryKeyRelatedField(
         queryset=Garment.objects.all(), many=True, required=False
@@ -102,15 +132,33 @@ class JobCreateSerializer(serializers.Serializer):
     person_photo = serializers.FileField(required=False)
     person_photo_base64 = Base64Photo(required=False, help_text="instead of person_photo")
     consent = serializers.BooleanField(default=False)
-    params = serializers.JSONField(required=False, help_text="WebUI-style parameters")
+    params = JSONObjectField(required=False, help_text="WebUI-style parameters")
     pose = serializers.CharField(required=False, default="front_standing")
     scene = serializers.CharField(required=False, allow_blank=True, default="")
     scene_text = serializers.CharField(required=False, allow_blank=True, default="")
-    model_attributes = serializers.JSONField(required=False)
+    model_attributes = ModelAttributesField(required=False)
     count = serializers.IntegerField(min_value=1, max_value=8, default=1)
     callback_url = serializers.URLField(
         required=False, default="", help_text="POSTed, HMAC-signed, when each job ends"
     )
+
+
+@contextmanager
+def _model_attribute_errors():
+    """The services name a model attribute "model.<key>" (as the merchant form's fields are
+    named); this API's field is ``model_attributes``."""
+    try:
+        yield
+    except DjangoValidationError as error:
+        errors = getattr(error, "error_dict", {})
+        keys = [key for key in errors if key == "model" or key.startswith("model.")]
+        if not keys:
+            raise
+        _, _, attribute = keys[0].partition(".")
+        message = errors[keys[0]][0].messages[0]
+        raise serializers.ValidationError(
+            {"model_attributes": [f"{attribute}: {message}" if attribute else message]}
+        ) from None
 
 
 class IsStaff(permissions.BasePermission):
@@ -118,6 +166,12 @@ class IsStaff(permissions.BasePermission):
         return bool(request.user and request.user.is_staff)
 
 
+@extend_schema_view(
+    # A page past the last answers 404; a token that is not valid, 401 (on every operation).
+    list=extend_schema(responses={200: JobSerializer, **errors(401, 404)}),
+    retrieve=extend_schema(responses={200: JobSerializer, **errors(401, 404)}),
+    destroy=extend_schema(responses={204: None, **errors(401, 403, 404)}),
+)
 class TryOnViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -138,7 +192,10 @@ class TryOnViewSet(
             .prefetch_related("results", "extra_garments")
         )
 
-    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer})
+    @extend_schema(
+        request=JobCreateSerializer,
+        responses={201: JobSerializer, **errors(400, 401, 403, 409, 415)},
+    )
     def create(self, request):
         incoming = JobCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
@@ -159,17 +216,18 @@ class TryOnViewSet(
                 raise serializers.ValidationError(
                     {"garment": ["model shots are made by the garment's merchant"]}
                 )
-            return services.model_shot_batch_create(
-                owner=user,
-                garment=garment,
-                poses=[data["pose"]],
-                scenes=[data["scene"] or data["scene_text"]],
-                count=data["count"],
-                model_attributes=data.get("model_attributes") or {},
-                params=params,
-                extra_garments=data.get("extra_garments", []),
-                callback_url=data["callback_url"],
-            )
+            with _model_attribute_errors():
+                return services.model_shot_batch_create(
+                    owner=user,
+                    garment=garment,
+                    poses=[data["pose"]],
+                    scenes=[data["scene"] or data["scene_text"]],
+                    count=data["count"],
+                    model_attributes=data.get("model_attributes") or {},
+                    params=params,
+                    extra_garments=data.get("extra_garments", []),
+                    callback_url=data["callback_url"],
+                )
         photo = data.get("person_photo") or data.get("person_photo_base64")
         # The session row is made outside the job's transaction: a refused job rolls back,
         # and the session must survive that for the response to carry its cookie.
@@ -191,7 +249,7 @@ class TryOnViewSet(
     def perform_destroy(self, job):
         services.tryon_job_delete(job=job)
 
-    @extend_schema(request=None, responses={200: JobSerializer})
+    @extend_schema(request=None, responses={200: JobSerializer, **errors(401, 403, 404)})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         job = services.tryon_job_cancel(job=self.get_object())
@@ -217,7 +275,10 @@ class ResultViewSet(viewsets.GenericViewSet):
             return self.queryset if user.is_staff else TryOnResult.objects.none()
         return self.queryset.filter(job__garment__merchant=user)
 
-    @extend_schema(request=ReviewSerializer, responses={200: ResultSerializer})
+    @extend_schema(
+        request=ReviewSerializer,
+        responses={200: ResultSerializer, **errors(400, 401, 403, 404, 415)},
+    )
     @action(detail=True, methods=["post"], permission_classes=[IsStaff])
     def review(self, request, pk=None):
         incoming = ReviewSerializer(data=request.data)
@@ -227,13 +288,13 @@ class ResultViewSet(viewsets.GenericViewSet):
         )
         return Response(self.get_serializer(result).data)
 
-    @extend_schema(request=None, responses={200: ResultSerializer})
+    @extend_schema(request=None, responses={200: ResultSerializer, **errors(400, 401, 403, 404)})
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def publish(self, request, pk=None):
         result = services.result_publish(result=self.get_object(), user=request.user)
         return Response(self.get_serializer(result).data)
 
-    @extend_schema(request=None, responses={200: ResultSerializer})
+    @extend_schema(request=None, responses={200: ResultSerializer, **errors(400, 401, 403, 404)})
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def unpublish(self, request, pk=None):
         result = services.result_publish(
@@ -245,58 +306,83 @@ class ResultViewSet(viewsets.GenericViewSet):
 # --- what a client can ask for -------------------------------------------------------------------
 
 
-@extend_schema(responses={200: dict})
+class PoseSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    title = serializers.CharField()
+    description = serializers.CharField()
+    body = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3),
+        help_text="OpenPose-18 keypoints, each [x, y, score]",
+    )
+
+
+class SceneSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    title = serializers.CharField()
+    prompt = serializers.CharField()
+
+
+class SamplerSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    schedule_type = serializers.CharField()
+    approximate = serializers.BooleanField()
+
+
+class InstalledModelSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    name = serializers.CharField()
+    filename = serializers.CharField()
+    format = serializers.CharField()
+
+
+@extend_schema(responses={200: PoseSerializer(many=True), **errors(401)})
 @api_view(["GET"])
 @permission_classes([permissions.AllowAny])
 def poses(request):
     """The model-shot pose presets: OpenPose-18 keypoints (x, y, score) on a 512×768 canvas."""
     from pipelines.poses import PRESETS
 
-    return Response(
-        [
-            {"name": p.name, "title": p.title, "description": p.description, "body": p.body}
-            for p in PRESETS.values()
-        ]
-    )
+    return Response(PoseSerializer(PRESETS.values(), many=True).data)
 
 
-@extend_schema(responses={200: dict})
+@extend_schema(responses={200: SceneSerializer(many=True), **errors(401)})
 @api_view(["GET"])
 @permission_classes([permissions.AllowAny])
 def scenes(request):
     """The scene presets for model shots (free words are accepted too)."""
     from pipelines.scenes import SCENES
 
-    return Response(
-        [{"name": s.name, "title": s.title, "prompt": s.prompt} for s in SCENES.values()]
-    )
+    return Response(SceneSerializer(SCENES.values(), many=True).data)
 
 
-@extend_schema(responses={200: dict})
+@extend_schema(responses={200: SamplerSerializer(many=True), **errors(401)})
 @api_view(["GET"])
 @permission_classes([permissions.AllowAny])
 def samplers(request):
     """The WebUI sampler names the engine understands, with their default schedule type."""
     from pipelines.samplers import SAMPLERS
 
-    return Response(
-        [
-            {"name": name, "schedule_type": spec.schedule_type, "approximate": spec.approximate}
-            for name, spec in SAMPLERS.items()
-        ]
-    )
+    listed = [
+        {"name": name, "schedule_type": spec.schedule_type, "approximate": spec.approximate}
+        for name, spec in SAMPLERS.items()
+    ]
+    return Response(SamplerSerializer(listed, many=True).data)
 
 
-@extend_schema(responses={200: dict})
+@extend_schema(responses={200: InstalledModelSerializer(many=True), **errors(401)})
 @api_view(["GET"])
 @permission_classes([permissions.AllowAny])
 def models(request):
     """The models installed in MODELS_DIR, by kind (names only: hashing is the worker's job)."""
     from pipelines.registry import scan_models
 
-    return Response(
-        [
-            {"kind": e.kind, "name": e.name, "filename": e.filename, "format": e.format}
-            for e in scan_models(settings.MODELS_DIR)
-        ]
-    )
+    return Response(InstalledModelSerializer(scan_models(settings.MODELS_DIR), many=True).data)
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@authentication_classes([])  # nothing is there for anyone: a bad token changes nothing
+@permission_classes([permissions.AllowAny])
+def not_found(request):
+    """Any other path under /api/: the API's 404, in JSON like every API error."""
+    raise NotFound("no such endpoint or object; see /api/docs/")

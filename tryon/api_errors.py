@@ -4,13 +4,13 @@ Every error is ``{"message": "...", "field": "..."}`` (``field`` only when one f
 fault) with the right status code: a refusal never becomes a 500.
 """
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from pipelines.errors import InvalidInputError
 
@@ -28,6 +28,11 @@ def _first(detail):
 
 
 def exception_handler(error, context):
+    # Imported here: rest_framework.views reads DEFAULT_THROTTLE_CLASSES, which names this
+    # module's throttle, when it is first imported; at the top, importing this module first
+    # would be a circular import.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(error, DjangoValidationError):
         error = exceptions.ValidationError(
             error.message_dict if hasattr(error, "error_dict") else error.messages
@@ -38,16 +43,51 @@ def exception_handler(error, context):
         error = exceptions.NotFound()
     elif isinstance(error, PermissionDenied):
         error = exceptions.PermissionDenied(str(error) or None)
+    elif isinstance(error, RequestDataTooBig):
+        error = BodyTooLarge()
     response = drf_exception_handler(error, context)
     if response is None:
         return None
-    message, field = _first(response.data)
+    # Only a validation error names fields; any other carries one message (DRF's ``detail``).
+    message, field = _first(error.detail)
     body = {"message": message, **({"field": field} if field else {})}
     return Response(body, status=response.status_code, headers=_headers(response))
 
 
 def _headers(response) -> dict:
     return {k: v for k, v in response.items() if k in ("Retry-After", "WWW-Authenticate")}
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error response, for the schema."""
+
+    message = serializers.CharField()
+    field = serializers.CharField(required=False, help_text="the field at fault, when one is")
+
+
+ERROR_MEANINGS = {
+    400: "the request is not valid; `field` names the field at fault",
+    401: "no credentials, or a token that is not valid",
+    403: "you may not do this (signed in by session cookie: or the CSRF token is missing)",
+    404: "not found, or not yours",
+    409: "too many of your jobs are queued or running",
+    415: "the body is not JSON, a form or multipart",
+}
+
+
+def errors(*codes: int) -> dict:
+    """The error responses an operation documents, for ``extend_schema(responses=...)``."""
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[code]) for code in codes
+    }
+
+
+class BodyTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = (
+        "The request body is larger than the server accepts (REQUEST_BODY_MAX_BYTES); "
+        "send big pictures as multipart files, or smaller."
+    )
 
 
 class ConflictError(exceptions.APIException):

@@ -34,6 +34,8 @@ class TryOnJob(models.Model):
     class Kind(models.TextChoices):
         PHOTO = "photo", "Photo try-on"
         MODEL_SHOT = "model_shot", "Model shot"
+        # The WebUI's img2img (/sdapi/v1/img2img): a client's own picture, no garment.
+        INPAINT = "inpaint", "Inpaint"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -57,15 +59,31 @@ class TryOnJob(models.Model):
     session_key = models.CharField(max_length=40, blank=True, db_index=True)
     kind = models.CharField(max_length=12, choices=Kind.choices)
     garment = models.ForeignKey(
-        "catalog.Garment", on_delete=models.CASCADE, related_name="tryon_jobs"
+        "catalog.Garment",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="tryon_jobs",
     )
     # An outfit: further garments worn with ``garment``, one per category.
     extra_garments = models.ManyToManyField(
         "catalog.Garment", blank=True, related_name="outfit_jobs"
     )
+    # The shopper's photo; for an inpaint, the client's picture.
     person_photo = models.ImageField(
         upload_to=RandomName("photos"), storage=private_storage, blank=True
     )
+    # An inpaint's own inputs: its mask (white = repaint; none = all of it), the pictures its
+    # ControlNet units read (none: the init picture) and each slot's preprocessor, as
+    # {"openpose": {"module": …}, "canny": {"module": …, "thresholds": [low, high]}}.
+    mask = models.ImageField(upload_to=RandomName("masks"), storage=private_storage, blank=True)
+    openpose_input = models.ImageField(
+        upload_to=RandomName("controls"), storage=private_storage, blank=True
+    )
+    canny_input = models.ImageField(
+        upload_to=RandomName("controls"), storage=private_storage, blank=True
+    )
+    controls = models.JSONField(default=dict, blank=True)
     pose = models.CharField(max_length=40, blank=True)
     scene = models.CharField(max_length=40, blank=True)
     scene_text = models.CharField(max_length=300, blank=True)
@@ -109,13 +127,18 @@ class TryOnJob(models.Model):
                 condition=~Q(kind="photo") | Q(consent_at__isnull=False),
                 name="photo_job_needs_consent",
             ),
+            models.CheckConstraint(
+                condition=Q(kind="inpaint") | Q(garment__isnull=False),
+                name="tryon_job_needs_garment",
+            ),
         ]
         permissions = [
             ("view_person_photo", "Can view shoppers' photos and photo try-on results"),
         ]
 
     def __str__(self):
-        return f"{self.get_kind_display()} of {self.garment_id} ({self.status})"
+        subject = f"garment {self.garment_id}" if self.garment_id else "a client's picture"
+        return f"{self.get_kind_display()} of {subject} ({self.status})"
 
     @property
     def is_active(self) -> bool:
@@ -123,7 +146,8 @@ class TryOnJob(models.Model):
 
     def stored_files(self):
         """The private files the job owns (its results' files come with the results)."""
-        return [f for f in (self.person_photo, self.preview) if f]
+        files = (self.person_photo, self.preview, self.mask, self.openpose_input, self.canny_input)
+        return [f for f in files if f]
 
 
 class TryOnResult(models.Model):

@@ -4,20 +4,23 @@ Field names and response shapes follow the WebUI's ``modules/api/models.py`` and
 extension's ``/controlnet/model_list``, so editor plugins, bots and batch scripts work unchanged.
 A token is required (``Authorization: Token …``). ``txt2img`` makes a model shot: the garment,
 pose and scene come in ``alwayson_scripts["try-on"]["args"][0]``, since a WebUI payload has no
-place for them. Generation runs in the workers; these endpoints wait for the job, as the WebUI's
-do, up to JOB_DEADLINE.
+place for them. ``img2img`` inpaints the client's own picture with its mask and ControlNet units
+(an ``openpose*`` or ``canny`` preprocessor, or ``none`` with a map and an OpenPose or Canny
+model). Generation runs in the workers; these endpoints wait for the job, as the WebUI's do, up
+to JOB_DEADLINE.
+
+Differences from the WebUI: the masked area always starts from the original picture (any
+``inpainting_fill`` is read as "original"); without "only masked" the result keeps the init
+picture's size; a ControlNet unit's ``image`` may be base64 or ``{"image": base64}``.
 """
 
 import base64
-import binascii
-import io
 import json
 import time
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
-from PIL import Image, UnidentifiedImageError
 from rest_framework import permissions, serializers
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.decorators import (
@@ -28,11 +31,15 @@ from rest_framework.decorators import (
 from rest_framework.response import Response
 
 from catalog.models import Garment
+from pipelines.errors import InvalidInputError
 from pipelines.infotext import parse_infotext, read_png_infotext
+from pipelines.inpaint import CANNY_THRESHOLDS, control_slot
+from pipelines.params import CONTROL_NAMES
 
 from . import selectors, services
 from .api_errors import ConflictError
 from .models import TryOnJob
+from .uploads import decode_base64_upload, open_untrusted_image
 
 # The WebUI names of our parameters; everything else in a payload is accepted and ignored, as
 # the WebUI ignores what its scripts do not use.
@@ -41,6 +48,7 @@ PARAMS = (
     "width", "height", "batch_size", "denoising_strength", "mask_blur",
     "inpaint_full_res_padding",
 )  # fmt: skip
+UNITS_FIELD = "alwayson_scripts.ControlNet.args"
 POLL_SECONDS = 0.25
 
 
@@ -61,28 +69,66 @@ def _b64_png(stored) -> str:
         return base64.b64encode(picture.read()).decode()
 
 
-def _params_from_payload(payload: dict) -> dict:
-    """Our parameters from a WebUI payload (its ControlNet units included)."""
+def _params_from_payload(payload: dict, units: dict[str, dict]) -> dict:
+    """Our parameters from a WebUI payload and its ControlNet ``units`` (by slot)."""
     params = {name: payload[name] for name in PARAMS if payload.get(name) is not None}
     if "clip_skip" in (payload.get("override_settings") or {}):
         params["clip_skip"] = payload["override_settings"]["clip_skip"]
-    units = ((payload.get("alwayson_scripts") or {}).get("ControlNet") or {}).get("args") or []
     if units:
-        params["controlnet"] = [_unit(unit) for unit in units[:2]]
+        # A slot without a unit keeps its default (txt2img) or gets weight 0 (img2img).
+        params["controlnet"] = [
+            _unit(units[slot]) if slot in units else {} for slot in CONTROL_NAMES
+        ]
     return params
 
 
+def _units(payload: dict) -> dict[str, dict]:
+    """The payload's enabled ControlNet units, by the slot ("openpose", "canny") each drives."""
+    raw = ((payload.get("alwayson_scripts") or {}).get("ControlNet") or {}).get("args") or []
+    if not isinstance(raw, list):
+        raise serializers.ValidationError({UNITS_FIELD: ["must be a list of units"]})
+    units: dict[str, dict] = {}
+    for index, unit in enumerate(raw):
+        if not isinstance(unit, dict):
+            raise serializers.ValidationError({f"{UNITS_FIELD}.{index}": ["must be an object"]})
+        if unit.get("enabled") is False:
+            continue  # as in the WebUI: a disabled unit does nothing
+        try:
+            slot = control_slot(str(unit.get("module") or "none"), str(unit.get("model") or ""))
+        except InvalidInputError as error:
+            field = f"{UNITS_FIELD}.{index}.{error.argument}"
+            raise serializers.ValidationError({field: [error.message]}) from None
+        if slot in units:
+            raise serializers.ValidationError(
+                {f"{UNITS_FIELD}.{index}": [f"one unit per kind: {slot} already has one"]}
+            )
+        units[slot] = unit
+    return units
+
+
 def _unit(unit: dict) -> dict:
-    """One sd-webui-controlnet unit in our terms: its weight, range and control mode (a name
-    or 0/1/2). Its ``module`` and ``image`` are not used: the engine draws its own OpenPose and
-    Canny maps from the garment and the pose."""
-    if not isinstance(unit, dict):
-        raise serializers.ValidationError({"alwayson_scripts": ["ControlNet args must be objects"]})
+    """One sd-webui-controlnet unit's weight, range, model and control mode (a name or 0/1/2)."""
     known = {"weight", "guidance_start", "guidance_end", "model", "control_mode"}
-    converted = {key: unit[key] for key in known if unit.get(key) not in (None, "", "None")}
-    if unit.get("enabled") is False:
-        converted["weight"] = 0.0
-    return converted
+    return {key: unit[key] for key in known if unit.get(key) not in (None, "", "None")}
+
+
+def _control_inputs(units: dict[str, dict]) -> dict[str, dict]:
+    """img2img's units as ``services.inpaint_job_create``'s ``controls``."""
+    controls = {}
+    for slot, unit in units.items():
+        field = f"{UNITS_FIELD}.{slot}"
+        image = unit.get("image") or unit.get("input_image")
+        if isinstance(image, dict):  # {"image": …, "mask": …} in newer extension versions
+            image = image.get("image")
+        controls[slot] = {
+            "module": str(unit.get("module") or "none"),
+            "image": decode_base64_upload(image, f"{field}.image") if image else None,
+            "thresholds": (
+                unit.get("threshold_a", CANNY_THRESHOLDS[0]),
+                unit.get("threshold_b", CANNY_THRESHOLDS[1]),
+            ),
+        }
+    return controls
 
 
 def _wait(job: TryOnJob) -> TryOnJob:
@@ -135,8 +181,8 @@ def txt2img(request):
                 ]
             }
         )
-    params = _params_from_payload(payload)
-    count = int(payload.get("n_iter") or 1) * int(params.pop("batch_size", 1))
+    params = _params_from_payload(payload, _units(payload))
+    count = _count(payload, params.pop("batch_size", 1))
     try:
         jobs = services.model_shot_batch_create(
             owner=request.user,
@@ -150,6 +196,45 @@ def txt2img(request):
     except services.TooManyActiveJobs as error:
         raise ConflictError(str(error)) from None
     return _images_response(payload, jobs)
+
+
+@sdapi(["POST"])
+def img2img(request):
+    """Inpaint ``init_images[0]`` where ``mask`` is white (all of it without a mask)."""
+    payload = request.data if isinstance(request.data, dict) else {}
+    images = payload.get("init_images")
+    if not isinstance(images, list) or not images or not images[0]:
+        raise serializers.ValidationError({"init_images": ["give one base64-encoded picture"]})
+    units = _units(payload)
+    params = _params_from_payload(payload, units)
+    params["batch_size"] = _count(payload, params.get("batch_size", 1))
+    if payload.get("inpaint_full_res") is not None:
+        params["inpaint_full_res"] = bool(payload["inpaint_full_res"])
+    mask = payload.get("mask")
+    try:
+        job = services.inpaint_job_create(
+            owner=request.user,
+            image=decode_base64_upload(images[0], "init_images"),
+            mask=decode_base64_upload(mask, "mask") if mask else None,
+            invert_mask=bool(payload.get("inpainting_mask_invert")),
+            controls=_control_inputs(units),
+            params=params,
+        )
+    except services.TooManyActiveJobs as error:
+        raise ConflictError(str(error)) from None
+    # As the WebUI does unless include_init_images: the pictures are not sent back.
+    return _images_response({**payload, "init_images": None, "mask": None}, [job])
+
+
+def _count(payload: dict, batch_size) -> int:
+    """Pictures asked for: ``n_iter`` batches of ``batch_size``."""
+    try:
+        count = int(payload.get("n_iter") or 1) * int(batch_size or 1)
+    except (TypeError, ValueError):
+        raise serializers.ValidationError({"n_iter": ["must be a whole number"]}) from None
+    if not 1 <= count <= 8:
+        raise serializers.ValidationError({"n_iter": ["n_iter × batch_size must be from 1 to 8"]})
+    return count
 
 
 @sdapi(["GET"])
@@ -267,12 +352,12 @@ def controlnet_model_list(request):
 def png_info(request):
     """The generation parameters inside a picture, as the WebUI's PNG Info reads them."""
     encoded = (request.data or {}).get("image", "") if isinstance(request.data, dict) else ""
-    _, _, payload = encoded.rpartition(",") if encoded.startswith("data:") else ("", "", encoded)
+    upload = decode_base64_upload(encoded, "image")
     try:
-        picture = Image.open(io.BytesIO(base64.b64decode(payload, validate=True)))
-        text = read_png_infotext(picture) or ""
-    except (binascii.Error, ValueError, UnidentifiedImageError):
-        raise ValidationError({"image": ["is not a base64-encoded picture"]}) from None
+        picture = open_untrusted_image(upload.read())
+    except ValidationError as error:
+        raise ValidationError({"image": error.messages}) from None
+    text = read_png_infotext(picture) or ""
     items = {key: value for key, value in picture.info.items() if isinstance(value, str)}
     return Response(
         {"info": text, "items": items, "parameters": parse_infotext(text) if text else {}}

@@ -27,6 +27,7 @@ from django.utils import timezone
 from PIL import Image
 
 from catalog.models import Garment
+from catalog.selectors import is_merchant
 from pipelines.engines import ENGINES
 from pipelines.errors import GenerationCancelled, InvalidInputError, PipelineError
 from pipelines.params import MAX_SEED, params_from_dict
@@ -38,6 +39,10 @@ from .uploads import clean_image_upload
 logger = logging.getLogger(__name__)
 
 Status = TryOnJob.Status
+# What a client gave a job, besides its fields: copied when the job is re-run.
+INPUT_FILE_FIELDS = ("person_photo", "mask", "openpose_input", "canny_input")
+# The kinds made by tryon_job_create; an inpaint has its own service and no garment.
+GARMENT_KINDS = (TryOnJob.Kind.PHOTO, TryOnJob.Kind.MODEL_SHOT)
 
 
 def worker_heartbeat(*, hostname: str) -> None:
@@ -119,15 +124,19 @@ def _check_model_shot(*, pose: str, scene: str, scene_text: str, model_attribute
         raise _invalid(error) from None
 
 
-def _check_params(params: dict | None, category: str):
-    from pipelines.prompts import build_prompt
+def _check_params(params: dict | None, category: str | None):
+    """Validated parameters; ``category`` None: an inpaint's, whose prompt is all free text."""
+    from pipelines.prompts import build_free_prompt, build_prompt
 
     try:
         checked = params_from_dict(params or {})
         # Free text is capped and its weights clamped by the builder: refuse what it refuses.
-        build_prompt(
-            category=category, user_text=checked.prompt, user_negative=checked.negative_prompt
-        )
+        if category is None:
+            build_free_prompt(checked.prompt, checked.negative_prompt)
+        else:
+            build_prompt(
+                category=category, user_text=checked.prompt, user_negative=checked.negative_prompt
+            )
     except InvalidInputError as error:
         raise _invalid(error) from None
     return checked
@@ -192,8 +201,8 @@ def tryon_job_create(
     ``ValidationError`` keyed by the offending field; nothing is stored then.
     """
     extra = list(extra_garments)
-    if kind not in TryOnJob.Kind.values:
-        raise ValidationError({"kind": [f"must be one of {', '.join(TryOnJob.Kind.values)}"]})
+    if kind not in GARMENT_KINDS:
+        raise ValidationError({"kind": [f"must be one of {', '.join(GARMENT_KINDS)}"]})
     if owner is None and not session_key:
         raise ValidationError({"owner": ["a job needs an owner: a user or a session"]})
     engine = engine or settings.TRYON_ENGINE
@@ -240,19 +249,127 @@ def tryon_job_create(
     )
     if job.owner is None and not job.session_key:
         raise ValidationError({"owner": ["a job needs an owner: a user or a session"]})
+    return _save_new_job(job, {"person_photo": photo}, extra)
+
+
+def _save_new_job(job: TryOnJob, files: dict, extra_garments=()) -> TryOnJob:
+    """Insert ``job`` with its input ``files`` (field name -> ContentFile or None) and queue it,
+    if its owner has a free slot; on any failure no file is left behind."""
     with transaction.atomic():
         _claim_a_slot(job)
-        if photo is not None:
-            job.person_photo.save(photo.name, photo, save=False)
         try:
+            for name, content in files.items():
+                if content is not None:
+                    getattr(job, name).save(content.name, content, save=False)
             job.save()
-            job.extra_garments.set(extra)
+            job.extra_garments.set(extra_garments)
         except Exception:
-            if job.person_photo:
-                job.person_photo.storage.delete(job.person_photo.name)
+            for stored in job.stored_files():
+                stored.storage.delete(stored.name)
             raise
         _enqueue(job)
     return job
+
+
+def inpaint_job_create(
+    *,
+    owner,
+    image,
+    mask=None,
+    invert_mask: bool = False,
+    controls: dict | None = None,
+    params: dict | None = None,
+    engine: str | None = None,
+) -> TryOnJob:
+    """Store and queue an inpaint of ``owner``'s own picture (the WebUI's img2img).
+
+    ``image`` and ``mask`` are uploads, cleaned like every picture; the mask must have the
+    picture's size once both are upright. ``controls`` maps a slot ("openpose", "canny") to
+    ``{"module", "image" (an upload or None), "thresholds"}``; a slot left out gets no guidance
+    (its unit's weight is set to 0, so the picture's parameters say so). Raises
+    ``ValidationError`` keyed by the offending field; nothing is stored then.
+    """
+    from pipelines.inpaint import CANNY_THRESHOLDS, check_control
+
+    if owner is None or not owner.is_authenticated:
+        raise ValidationError({"owner": ["an inpaint needs a signed-in owner"]})
+    engine = engine or settings.TRYON_ENGINE
+    if engine not in ENGINES:
+        raise ValidationError({"engine": [f"must be one of {', '.join(ENGINES)}"]})
+    controls = controls or {}
+    checked = _check_params(_unguided(params or {}, controls), category=None)
+    files = {"person_photo": _clean_picture(image, "init_images")}
+    size = _picture_size(files["person_photo"])
+    if mask is not None:
+        files["mask"] = _clean_mask(mask, size, invert=invert_mask)
+    stored_controls = {}
+    for slot, control in controls.items():
+        picture = control.get("image")
+        thresholds = tuple(control.get("thresholds") or CANNY_THRESHOLDS)
+        try:
+            check_control(
+                slot, control["module"], has_image=picture is not None, thresholds=thresholds
+            )
+        except InvalidInputError as error:
+            raise ValidationError(
+                {f"controlnet.{slot}.{error.argument}": [error.message]}
+            ) from None
+        if picture is not None:
+            files[f"{slot}_input"] = _clean_picture(picture, f"controlnet.{slot}.image")
+        stored_controls[slot] = {"module": control["module"], "thresholds": list(thresholds)}
+    job = TryOnJob(
+        kind=TryOnJob.Kind.INPAINT,
+        owner=owner,
+        params=checked.to_dict(),
+        engine=engine,
+        controls=stored_controls,
+    )
+    return _save_new_job(job, files)
+
+
+def _unguided(params: dict, controls: dict) -> dict:
+    """``params`` with the unit of every slot that has no input at weight 0."""
+    from pipelines.params import CONTROL_NAMES
+
+    units = list(params.get("controlnet") or [{}, {}])
+    units += [{}] * (len(CONTROL_NAMES) - len(units))
+    for index, slot in enumerate(CONTROL_NAMES):
+        if slot not in controls and isinstance(units[index], dict):
+            units[index] = {**units[index], "weight": 0.0}
+    return {**params, "controlnet": units}
+
+
+def _clean_picture(upload, field: str) -> ContentFile:
+    try:
+        return clean_image_upload(upload)
+    except ValidationError as error:
+        raise ValidationError({field: error.messages}) from None
+
+
+def _picture_size(content: ContentFile) -> tuple[int, int]:
+    content.seek(0)
+    with Image.open(content) as picture:
+        size = picture.size
+    content.seek(0)
+    return size
+
+
+def _clean_mask(upload, size: tuple[int, int], *, invert: bool) -> ContentFile:
+    """The mask as a greyscale PNG (white = repaint), inverted on request, checked against the
+    picture's ``size``."""
+    from pipelines.inpaint import inpaint_mask
+
+    content = _clean_picture(upload, "mask")
+    with Image.open(content) as picture:
+        try:
+            grey = inpaint_mask(picture, size, blur=0)
+        except InvalidInputError as error:
+            raise ValidationError({"mask": [error.message]}) from None
+    if invert:
+        grey = Image.eval(grey, lambda value: 255 - value)
+        if not grey.getbbox():
+            raise ValidationError({"mask": ["inverted, it is empty: nothing would be repainted"]})
+    return png_file(grey, "mask")
 
 
 def model_shot_batch_create(
@@ -314,7 +431,8 @@ def model_shot_batch_create(
 def tryon_job_rerun(*, job: TryOnJob, new_seed: bool) -> TryOnJob:
     """A new job with ``job``'s inputs and parameters; ``new_seed`` picks a fresh random seed.
 
-    A photo job gets its own copy of the photo, so deleting either job leaves the other whole.
+    The copy gets its own copies of the input files (a photo, an inpaint's mask and control
+    pictures), so deleting either job leaves the other whole.
     """
     params = dict(job.params)
     if new_seed:
@@ -331,12 +449,15 @@ def tryon_job_rerun(*, job: TryOnJob, new_seed: bool) -> TryOnJob:
         params=params,
         engine=job.engine,
         consent_at=job.consent_at,
+        controls=job.controls,
     )
     with transaction.atomic():
-        if job.person_photo:
-            with job.person_photo.open("rb") as photo:
-                name = Path(job.person_photo.name).name
-                copy.person_photo.save(name, ContentFile(photo.read()), save=False)
+        for name in INPUT_FILE_FIELDS:
+            original = getattr(job, name)
+            if original:
+                with original.open("rb") as stored:
+                    content = ContentFile(stored.read())
+                getattr(copy, name).save(Path(original.name).name, content, save=False)
         copy.save()
         copy.extra_garments.set(job.extra_garments.all())
         _enqueue(copy)
@@ -537,18 +658,39 @@ def _garment_input(garment: Garment):
     )
 
 
+def _stored_picture(field, mode: str = "RGB"):
+    if not field:
+        return None
+    with field.open("rb") as stored, Image.open(stored) as picture:
+        return picture.convert(mode)
+
+
+def _control_inputs(job: TryOnJob) -> tuple:
+    """An inpaint's ControlNet inputs per slot (OpenPose, Canny), None where it gave none."""
+    from pipelines.inpaint import ControlInput
+    from pipelines.params import CONTROL_NAMES
+
+    inputs = []
+    for slot in CONTROL_NAMES:
+        given = job.controls.get(slot)
+        picture = _stored_picture(getattr(job, f"{slot}_input"))
+        inputs.append(
+            ControlInput(given["module"], picture, tuple(given["thresholds"])) if given else None
+        )
+    return tuple(inputs)
+
+
 def _request(job: TryOnJob):
     from pipelines.tryon import TryOnRequest
 
-    photo = None
-    if job.person_photo:
-        with job.person_photo.open("rb") as stored, Image.open(stored) as picture:
-            photo = picture.convert("RGB")
-    garments = (job.garment, *job.extra_garments.all())
+    inpaint = job.kind == TryOnJob.Kind.INPAINT
+    garments = () if inpaint else (job.garment, *job.extra_garments.all())
     return TryOnRequest(
         mode=job.kind,
         garments=tuple(_garment_input(garment) for garment in garments),
-        person_photo=photo,
+        person_photo=_stored_picture(job.person_photo),
+        mask=_stored_picture(job.mask, "L") if inpaint else None,
+        controls=_control_inputs(job) if inpaint else (),
         pose=job.pose or "front_standing",
         scene=job.scene,
         scene_text=job.scene_text,
@@ -556,7 +698,10 @@ def _request(job: TryOnJob):
         params=params_from_dict(job.params),
         engine=job.engine,
         # Only a merchant's or staff's own words may load LoRAs; a shopper's tags are dropped.
-        allow_loras=bool(job.owner_id and (job.owner.is_staff or job.kind == "model_shot")),
+        allow_loras=bool(
+            job.owner_id
+            and (job.owner.is_staff or (job.kind != "photo" and is_merchant(job.owner)))
+        ),
     )
 
 
@@ -706,10 +851,13 @@ def _store_result(job: TryOnJob, index: int, generated, maps: dict[str, bytes]) 
 def purge_expired() -> int:
     """Delete shoppers' photo jobs (photo, results, files) older than PERSON_PHOTO_RETENTION.
 
-    Returns how many jobs were deleted. Model shots carry no one's photo and are kept.
+    Returns how many jobs were deleted. Inpaints go too, since a client's picture may show a
+    person; model shots carry no one's photo and are kept.
     """
     cutoff = timezone.now() - timedelta(hours=settings.PERSON_PHOTO_RETENTION_HOURS)
-    expired = TryOnJob.objects.filter(kind=TryOnJob.Kind.PHOTO, created_at__lt=cutoff)
+    expired = TryOnJob.objects.filter(
+        kind__in=(TryOnJob.Kind.PHOTO, TryOnJob.Kind.INPAINT), created_at__lt=cutoff
+    )
     count = 0
     for job in expired.iterator():
         tryon_job_delete(job=job)

@@ -140,8 +140,10 @@ STORAGES = {
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=15 * 1024 * 1024)
 UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
 UPLOAD_MIN_SIDE = env.int("UPLOAD_MIN_SIDE", default=128)
-# Keep Django from buffering a whole oversized request body in memory before the form sees it.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# A request body Django buffers in memory (JSON, form fields; not multipart files, which go to
+# disk): larger is refused before it is read. Big enough for a WebUI img2img payload, whose
+# picture, mask and ControlNet maps all come base64-encoded in one JSON body.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("REQUEST_BODY_MAX_BYTES", default=32 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o640
 

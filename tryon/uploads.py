@@ -5,6 +5,8 @@ written by Pillow (EXIF orientation applied, metadata dropped, nothing appended 
 survives) under a random file name. The original upload is never written to storage.
 """
 
+import base64
+import binascii
 import io
 import uuid
 import warnings
@@ -12,6 +14,7 @@ import warnings
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pillow format name -> (file extension, save options). Decided by content, never by file name.
@@ -26,8 +29,9 @@ def _megabytes(n_bytes: int) -> str:
     return f"{n_bytes / (1024 * 1024):.0f} MB"
 
 
-def _open_untrusted(data: bytes) -> Image.Image:
-    """Open and fully decode ``data``; refuse anything but a complete JPEG, PNG or WebP."""
+def open_untrusted_image(data: bytes) -> Image.Image:
+    """Open and fully decode ``data``; refuse anything but a complete JPEG, PNG or WebP within
+    the pixel limit (``ValidationError`` with a message for people)."""
     try:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; treat it as a bomb too.
@@ -85,7 +89,7 @@ def clean_image_upload(uploaded) -> ContentFile:
             code="too_large",
         )
     uploaded.seek(0)
-    source = _open_untrusted(uploaded.read())
+    source = open_untrusted_image(uploaded.read())
     if min(source.size) < settings.UPLOAD_MIN_SIDE:
         raise ValidationError(
             f"The picture is {source.width}×{source.height} pixels; it must be at least "
@@ -97,3 +101,21 @@ def clean_image_upload(uploaded) -> ContentFile:
     buffer = io.BytesIO()
     image.save(buffer, format=source.format, **options)
     return ContentFile(buffer.getvalue(), name=f"{uuid.uuid4().hex}.{extension}")
+
+
+def decode_base64_upload(text, field: str) -> SimpleUploadedFile:
+    """A picture sent inside JSON as base64 (bare or as a ``data:`` URL), as an upload for
+    :func:`clean_image_upload`. Raises ``ValidationError`` naming ``field`` when it is not
+    base64 or decodes to more than ``UPLOAD_MAX_BYTES``."""
+    if not isinstance(text, str):
+        raise ValidationError({field: ["must be a base64-encoded picture"]})
+    _, _, payload = text.rpartition(",") if text.startswith("data:") else ("", "", text)
+    # Checked before decoding: base64 is 4 characters for 3 bytes.
+    if len(payload) * 3 // 4 > settings.UPLOAD_MAX_BYTES:
+        limit = _megabytes(settings.UPLOAD_MAX_BYTES)
+        raise ValidationError({field: [f"The picture is larger than the {limit} limit."]})
+    try:
+        raw = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError({field: ["is not valid base64"]}) from None
+    return SimpleUploadedFile(field, raw)

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -35,10 +35,14 @@ api_urlpatterns = [
     path("models/", api.models, name="api-models"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Anything else under /api/ (an id of the wrong shape, a typo) answers in the API's JSON.
+    # Only paths ending in a slash: Django still redirects a missing slash to the real one.
+    re_path(r"^.*/$", api.not_found),
 ]
 
 sdapi_urlpatterns = [
     path("txt2img", sdapi.txt2img),
+    path("img2img", sdapi.img2img),
     path("progress", sdapi.progress),
     path("interrupt", sdapi.interrupt),
     path("samplers", sdapi.samplers),

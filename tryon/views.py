@@ -128,7 +128,9 @@ def _last_photo_job(request) -> TryOnJob | None:
 
 def _own_job_or_404(request, job_id) -> TryOnJob:
     jobs = selectors.jobs_of(user=request.user, session_key=request.session.session_key)
-    # Someone else's job looks exactly like a missing one.
+    # Someone else's job looks exactly like a missing one. An inpaint (the WebUI API's, no
+    # garment) has no page: its client follows it through the API.
+    jobs = jobs.exclude(kind=TryOnJob.Kind.INPAINT)
     return get_object_or_404(jobs.select_related("garment"), pk=job_id)
 
 

@@ -485,3 +485,17 @@ def test_a_result_is_not_deleted_on_its_own(staff_client, settings):
     assert staff_client.post(url, {"post": "yes"}).status_code == 403
     assert TryOnResult.objects.filter(pk=result.pk).exists()
     assert stored_files(settings.PRIVATE_MEDIA_ROOT) == files
+
+
+def test_an_inpaint_without_a_garment_is_listed_and_shown(staff_client, admin_user):
+    job = TryOnJobFactory(kind=TryOnJob.Kind.INPAINT, garment=None, owner=admin_user)
+    result = TryOnResultFactory(job=job, index=0)
+    for page in (
+        reverse("admin:tryon_tryonjob_changelist"),
+        reverse("admin:tryon_tryonjob_change", args=[job.pk]),
+        reverse("admin:tryon_tryonresult_changelist"),
+        reverse("admin:tryon_tryonresult_change", args=[result.pk]),
+    ):
+        response = staff_client.get(page)
+        assert response.status_code == 200, page
+        assert "Inpaint" in response.content.decode()

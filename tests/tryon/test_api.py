@@ -2,6 +2,9 @@
 
 import base64
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 from django.urls import reverse
@@ -101,6 +104,65 @@ def test_bad_requests_get_a_message_and_the_field(api, garment, payload, status,
     error = response.json()
     assert error["field"] == field and message in error["message"]
     assert not TryOnJob.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        # Each was a 500 (found by test_api_fuzz.py): the prompt builder got a list, or a
+        # list or an object for a word.
+        ({"model_attributes": ["hair"]}, "model_attributes", "must be a JSON object"),
+        ({"model_attributes": {"hair": ["short"]}}, "model_attributes", "hair must be text"),
+        ({"model_attributes": {"hair": {"a": 1}}}, "model_attributes", "hair must be text"),
+        ({"model_attributes": "hair"}, "model_attributes", "must be a JSON object"),
+        ({"params": [2]}, "params", "must be a JSON object"),
+        # The prompt builder calls them "model": the client sent "model_attributes".
+        ({"model_attributes": {"hair": "purple mohawk"}}, "model_attributes", "hair: must be"),
+        ({"model_attributes": {"wings": "yes"}}, "model_attributes", "unknown keys wings"),
+        # Made by the WebUI API only: here it was made a photo try-on.
+        ({"kind": "inpaint"}, "kind", "not a valid choice"),
+    ],
+)
+def test_model_shot_requests_are_checked_for_their_shape(
+    api, garment, merchant, payload, field, message
+):
+    _as(api, merchant)
+    body = {"kind": "model_shot", "garment": garment.pk, "params": FAST, **payload}
+    response = api.post("/api/tryons/", body, format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()
+    assert error["field"] == field and message in error["message"]
+    assert not TryOnJob.objects.exists()
+
+
+def test_only_a_validation_error_names_a_field(api, merchant):
+    # DRF's other errors come as {"detail": ...}: "detail" was reported as the field at fault.
+    assert api.get(f"/api/tryons/{'0' * 8}/").json() == {"message": "Not found."}
+    assert api.get("/api/garments/", {"page": 99}).json() == {"message": "Invalid page."}
+    assert "field" not in api.post("/api/garments/", {}).json()  # 401
+    _as(api, UserFactory())
+    assert "field" not in api.post("/api/garments/", {}).json()  # 403
+    api.credentials(HTTP_AUTHORIZATION="Token not-a-key")
+    refused = api.get("/api/poses/")
+    assert refused.status_code == 401 and set(refused.json()) == {"message"}
+
+
+def test_wrong_paths_and_oversized_bodies_answer_in_the_apis_json(api, settings):
+    for path in ("/api/tryons/1.5/", "/api/garments/a/b/", "/api/nothing-here/"):
+        response = api.post(path) if path.endswith("b/") else api.get(path)
+        assert response.status_code == 404 and set(response.json()) == {"message"}, path
+    assert api.get("/api/tryons").status_code == 301  # a missing slash is still redirected
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    big = api.post("/api/tryons/", {"person_photo_base64": "A" * 2000}, format="json")
+    assert big.status_code == 413 and "REQUEST_BODY_MAX_BYTES" in big.json()["message"]
+
+
+def test_the_error_module_imports_first():
+    # It holds the throttle named in DEFAULT_THROTTLE_CLASSES, which rest_framework.views reads
+    # when it is first imported: importing that at the top of tryon.api_errors was circular.
+    code = "import django; django.setup(); import tryon.api_errors"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tryon.settings", "DJANGO_DEBUG": "true"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
 
 
 def test_active_jobs_are_capped_with_409(api, garment, settings):
@@ -228,6 +290,15 @@ def test_reference_lists_and_the_schema(api):
     assert api.get("/api/models/").status_code == 200
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     assert "/api/tryons/{id}/cancel/" in schema["paths"]
+    # The lists are documented as lists (they were "object"), and errors with their shape.
+    for name in ("poses", "scenes", "samplers", "models"):
+        ok = schema["paths"][f"/api/{name}/"]["get"]["responses"]["200"]
+        assert ok["content"]["application/json"]["schema"]["type"] == "array"
+    create = schema["paths"]["/api/tryons/"]["post"]["responses"]
+    assert {"201", "400", "401", "403", "409"} <= set(create)
+    error = create["409"]["content"]["application/json"]["schema"]
+    assert error == {"$ref": "#/components/schemas/Error"}
+    assert schema["components"]["schemas"]["Error"]["required"] == ["message"]
     docs = api.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger-ui" in docs.content and b"cdn" not in docs.content
 

@@ -4,13 +4,16 @@ import base64
 import io
 import json
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+from skimage import data
 
 from pipelines.infotext import parse_infotext
 from tests.factories import TryOnJobFactory
+from tryon import services
 from tryon.models import TryOnJob
 
 pytestmark = pytest.mark.django_db
@@ -21,6 +24,12 @@ def webui(merchant):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=merchant).key}")
     return client
+
+
+def _b64(picture: Image.Image) -> str:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def test_a_token_is_required(client):
@@ -112,6 +121,218 @@ def test_model_lists(webui, settings, tiny_kit):
     }
 
 
-def test_png_info_refuses_what_is_not_a_picture(webui):
-    response = webui.post("/sdapi/v1/png-info", {"image": "bm90IGEgcGljdHVyZQ=="}, format="json")
+def _bomb_png(side: int = 30000) -> bytes:
+    """A valid PNG header claiming ``side``² pixels, then a little zlib data: a few kilobytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    rows = zlib.compress(b"\0" * (side // 8 + 1) * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not a picture",
+        _bomb_png(),
+        base64.b64decode(_b64(Image.fromarray(data.astronaut())))[:3000],
+    ],
+    ids=["text", "bomb", "truncated"],
+)
+def test_png_info_refuses_what_is_not_a_whole_picture(webui, content):
+    payload = {"image": base64.b64encode(content).decode()}
+    response = webui.post("/sdapi/v1/png-info", payload, format="json")
     assert response.status_code == 400 and response.json()["field"] == "image"
+
+
+def _stored(settings) -> list:
+    return [p for p in settings.PRIVATE_MEDIA_ROOT.rglob("*") if p.is_file()]
+
+
+@pytest.fixture
+def init_and_mask():
+    picture = Image.fromarray(data.astronaut()).resize((256, 256))
+    mask = Image.new("L", picture.size)
+    ImageDraw.Draw(mask).rectangle((150, 150, 210, 230), fill=255)
+    return picture, mask
+
+
+@pytest.mark.django_db(transaction=True)
+def test_img2img_with_two_controlnet_units_answers_in_webui_shape(
+    webui, init_and_mask, tiny_models_dir, settings
+):
+    settings.TRYON_ENGINE = "tiny"
+    settings.JOB_DEADLINE = 60
+    picture, mask = init_and_mask
+    edges = Image.new("RGB", picture.size)
+    ImageDraw.Draw(edges).ellipse((160, 160, 200, 220), outline="white", width=2)
+    payload = {
+        "init_images": [f"data:image/png;base64,{_b64(picture)}"],
+        "mask": _b64(mask),
+        "mask_blur": 0,
+        "inpainting_fill": 1,
+        "inpaint_full_res": True,
+        "inpaint_full_res_padding": 16,
+        "prompt": "a (red:1.3) scarf",
+        "negative_prompt": "blurry",
+        "sampler_name": "Euler a",
+        "steps": 2,
+        "cfg_scale": 5,
+        "seed": 31,
+        "width": 128,
+        "height": 128,
+        "denoising_strength": 0.6,
+        "alwayson_scripts": {
+            "ControlNet": {
+                "args": [
+                    {"enabled": True, "module": "openpose_full", "model": "tiny-openpose",
+                     "weight": 0.8, "guidance_start": 0.0, "guidance_end": 0.9,
+                     "control_mode": 0},
+                    {"enabled": True, "module": "none", "model": "tiny-canny [0000]",
+                     "image": {"image": _b64(edges)}, "weight": 0.6, "guidance_start": 0.1,
+                     "guidance_end": 1.0, "control_mode": "ControlNet is more important"},
+                    {"enabled": False, "module": "depth", "model": "None"},
+                ]
+            }
+        },
+    }  # fmt: skip
+    payload["alwayson_scripts"]["ControlNet"]["args"][1]["model"] = "tiny-canny"
+    response = webui.post("/sdapi/v1/img2img", payload, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert set(body) == {"images", "parameters", "info"}
+    assert body["parameters"]["init_images"] is None and body["parameters"]["seed"] == 31
+    result = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["images"][0]))).convert("RGB"))
+    assert result.shape == (256, 256, 3)
+    changed = np.any(result != np.asarray(picture), axis=2)
+    assert changed.any() and not changed[np.asarray(mask) == 0].any()
+    info = json.loads(body["info"])
+    fields = parse_infotext(info["infotexts"][0])
+    assert fields["Try-on"] == "inpaint" and fields["Seed"] == "31"
+    assert "(red:1.3) scarf" in fields["Prompt"] and "blurry" in fields["Negative prompt"]
+    assert (
+        "Module: openpose_full" in fields["ControlNet 0"]
+        and "Weight: 0.8" in fields["ControlNet 0"]
+    )
+    assert "Module: none" in fields["ControlNet 1"]
+    assert "Control Mode: ControlNet is more important" in fields["ControlNet 1"]
+
+    job = TryOnJob.objects.get()
+    assert job.kind == "inpaint" and job.garment is None
+    stored = job.results.get()
+    with stored.canny.open("rb") as canny:
+        assert np.array_equal(np.asarray(Image.open(canny).convert("RGB")), np.asarray(edges))
+    with stored.openpose.open("rb") as openpose:
+        assert np.asarray(Image.open(openpose)).any(), "the astronaut's pose, drawn"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_img2img_without_units_or_mask_repaints_all_unguided(webui, tiny_models_dir, settings):
+    settings.TRYON_ENGINE = "tiny"
+    settings.JOB_DEADLINE = 60
+    picture = Image.fromarray(data.astronaut()).resize((128, 128))
+    payload = {"init_images": [_b64(picture)], "steps": 1, "width": 64, "height": 64,
+               "seed": 5, "batch_size": 2, "denoising_strength": 1.0}  # fmt: skip
+    body = webui.post("/sdapi/v1/img2img", payload, format="json").json()
+    assert len(body["images"]) == 2 and json.loads(body["info"])["all_seeds"] == [5, 6]
+    fields = parse_infotext(json.loads(body["info"])["infotexts"][0])
+    assert "Weight: 0.0" in fields["ControlNet 0"] and "Weight: 0.0" in fields["ControlNet 1"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"init_images": []}, "init_images"),
+        ({"init_images": ["not base64!"]}, "init_images"),
+        ({"init_images": [base64.b64encode(b"<html>hi</html>").decode()]}, "init_images"),
+        ({"mask": "small"}, "mask"),
+        ({"mask": "empty"}, "mask"),
+        ({"inpainting_mask_invert": 1, "mask": "full"}, "mask"),
+        ({"units": [{"module": "depth_midas"}]}, "alwayson_scripts.ControlNet.args.0.module"),
+        ({"units": [{"module": "none", "model": "x"}]}, "alwayson_scripts.ControlNet.args.0.model"),
+        ({"units": [{"module": "none", "model": "tiny-canny"}]}, "controlnet.canny.image"),
+        (
+            {"units": [{"module": "canny"}, {"module": "canny"}]},
+            "alwayson_scripts.ControlNet.args.1",
+        ),
+        ({"units": [{"module": "canny", "threshold_a": 300}]}, "controlnet.canny.threshold_a"),
+        ({"units": [{"module": "canny", "weight": 5}]}, "controlnet.1.weight"),
+        ({"steps": 0}, "steps"),
+        ({"n_iter": 5, "batch_size": 2}, "n_iter"),
+        ({"prompt": "x" * 1001}, "prompt"),
+    ],
+)
+def test_img2img_refuses_bad_input_naming_the_field_and_stores_nothing(
+    webui, init_and_mask, settings, change, field
+):
+    picture, mask = init_and_mask
+    masks = {
+        "small": mask.resize((128, 128)),
+        "empty": Image.new("L", picture.size),
+        "full": Image.new("L", picture.size, 255),
+    }
+    payload = {"init_images": [_b64(picture)], "mask": _b64(mask), **change}
+    if payload["mask"] in masks:
+        payload["mask"] = _b64(masks[payload["mask"]])
+    if "units" in payload:
+        payload["alwayson_scripts"] = {"ControlNet": {"args": payload.pop("units")}}
+    response = webui.post("/sdapi/v1/img2img", payload, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == field
+    assert not TryOnJob.objects.exists() and _stored(settings) == []
+
+
+def test_inpaint_inputs_are_private_and_go_with_the_job(
+    merchant, init_and_mask, settings, django_capture_on_commit_callbacks
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    picture, mask = init_and_mask
+    upload = lambda image: SimpleUploadedFile("x.png", base64.b64decode(_b64(image)))  # noqa: E731
+    job = services.inpaint_job_create(
+        owner=merchant,
+        image=upload(picture),
+        mask=upload(mask),
+        controls={"canny": {"module": "none", "image": upload(picture)}},
+    )
+    assert {f.name.split("/")[0] for f in job.stored_files()} == {"photos", "masks", "controls"}
+    for stored in job.stored_files():
+        with pytest.raises(ValueError):
+            _ = stored.url  # private storage has no public URL
+    copy = services.tryon_job_rerun(job=job, new_seed=True)
+    assert copy.controls == job.controls and len(copy.stored_files()) == 3
+    with django_capture_on_commit_callbacks(execute=True):
+        services.tryon_job_delete(job=job)
+    assert len(_stored(settings)) == 3  # the copy's own files stay
+    with django_capture_on_commit_callbacks(execute=True):
+        services.tryon_job_delete(job=copy)
+    assert _stored(settings) == []
+
+
+def test_inpaints_are_purged_with_photos_and_have_no_shopper_page(
+    merchant, client, init_and_mask, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.utils import timezone
+
+    picture, _ = init_and_mask
+    job = services.inpaint_job_create(
+        owner=merchant, image=SimpleUploadedFile("x.png", base64.b64decode(_b64(picture)))
+    )
+    client.force_login(merchant)
+    assert client.get(f"/tryon/{job.pk}/").status_code == 404
+    old = timezone.now() - timedelta(hours=settings.PERSON_PHOTO_RETENTION_HOURS, minutes=1)
+    TryOnJob.objects.filter(pk=job.pk).update(created_at=old)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.purge_expired() == 1
+    assert not TryOnJob.objects.exists() and _stored(settings) == []
