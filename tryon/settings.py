@@ -235,6 +235,16 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    # HTTPS only. The site runs behind a TLS-terminating proxy (docs/deploy.md) that sets
+    # X-Forwarded-Proto and strips a client's own; without one, set DJANGO_BEHIND_PROXY=false.
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probed over plain HTTP from inside
+    if env.bool("DJANGO_BEHIND_PROXY", default=True):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # A year of HSTS, subdomains and preload included; lower DJANGO_HSTS_SECONDS while trying.
+    SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=True)
 
 LOGGING = {
     "version": 1,

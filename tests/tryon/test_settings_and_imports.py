@@ -60,6 +60,35 @@ def test_production_settings_start_when_everything_is_set():
     assert result.stdout.strip() == "False"
 
 
+def test_production_settings_pass_the_deploy_check_with_three_variables():
+    production = {
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "k3y-" + "x7Q" * 20,
+        "DJANGO_ALLOWED_HOSTS": "shop.example.com",
+    }
+    code = (
+        "import sys; from django.core.management import execute_from_command_line; "
+        "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])"
+    )
+    result = _python(code, DJANGO_SETTINGS_MODULE="tryon.settings", **production)
+    assert result.returncode == 0, result.stdout + result.stderr
+    headers = _python(
+        "import django; django.setup(); from django.test import Client; "
+        "from django.core.management import call_command; call_command('migrate', verbosity=0); "
+        "c = Client(); r = c.get('/', secure=True, HTTP_HOST='shop.example.com'); "
+        "print(r['Strict-Transport-Security']); "
+        "print(c.get('/', HTTP_HOST='shop.example.com').status_code, "
+        "c.get('/', HTTP_HOST='shop.example.com', HTTP_X_FORWARDED_PROTO='https').status_code)",
+        DJANGO_SETTINGS_MODULE="tryon.settings",
+        DATABASE_URL="sqlite:///:memory:",
+        **production,
+    )
+    assert headers.returncode == 0, headers.stderr
+    hsts, statuses = headers.stdout.split("\n")[:2]
+    assert hsts == "max-age=31536000; includeSubDomains; preload"
+    assert statuses == "301 200"  # plain HTTP is sent to HTTPS; the proxy's HTTPS is trusted
+
+
 def test_the_web_process_never_imports_torch(tmp_path):
     code = (
         "import sys\n"
