@@ -9,10 +9,13 @@ export DJANGO_DEBUG ?= true
 
 .PHONY: run test install clean-venv
 
-# Re-install only when a requirements file changed since the last install.
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+# Re-install only when a requirements file changed since the last install. The wheels in
+# requirements-nodeps.txt go in without their declared dependencies (the file says why).
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt \
+		-c constraints.txt
 	touch $@
 
 install: $(VENV)/.installed

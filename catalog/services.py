@@ -97,7 +97,13 @@ def _sam_predictor():
     if checkpoint is None:
         return None
     try:
-        return cached_model(checkpoint, load_sam_predictor, kind="sam")
+        return cached_model(
+            checkpoint,
+            lambda path: load_sam_predictor(
+                path, models_dir=settings.MODELS_DIR, manifest=settings.MODELS_MANIFEST
+            ),
+            kind="sam",
+        )
     except PipelineError:
         # A broken or refused checkpoint must not stop every garment from being cut out: the
         # classical cut-out still works. Staff see the reason in the worker's log.

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from pipelines.poses import PRESETS
 from pipelines.scenes import DEFAULT_SCENE, SCENES
 from tryon import services as tryon_services
+from tryon.api_errors import form_throttle_wait, too_fast_message
 from tryon.models import TryOnJob, TryOnResult
 from tryon.selectors import published_model_shots
 
@@ -90,7 +91,9 @@ def merchant_garment_create(request):
         garment = services.garment_ingest(garment=form.save(commit=False))
         messages.success(request, f"“{garment.title}” was added to your catalog.")
         return redirect("merchant:home")
-    return render(request, "merchant/garment_form.html", {"form": form, "garment": None})
+    context = {"form": form, "garment": None}
+    status = 400 if form.errors else 200
+    return render(request, "merchant/garment_form.html", context, status=status)
 
 
 @merchant_required
@@ -104,7 +107,9 @@ def merchant_garment_edit(request, pk):
         services.garment_update(garment=form.save(commit=False), changed_fields=form.changed_data)
         messages.success(request, f"“{garment.title}” was saved.")
         return redirect("merchant:home")
-    return render(request, "merchant/garment_form.html", {"form": form, "garment": garment})
+    context = {"form": form, "garment": garment}
+    status = 400 if form.errors else 200
+    return render(request, "merchant/garment_form.html", context, status=status)
 
 
 @merchant_required
@@ -163,6 +168,20 @@ def _shots_page(request, garment, *, shot_form=None, photo_form=None, status=200
     return render(request, "merchant/garment_shots.html", context, status=status)
 
 
+def _too_fast(request, garment, **forms):
+    """The shots page answering 429 when the merchant starts jobs faster than the API's write
+    rate allows (one budget for both); None when they may go ahead."""
+    wait = form_throttle_wait(request)
+    if wait is None:
+        return None
+    for form in forms.values():
+        form.is_valid()  # bound: the page shows what was sent; nothing is stored
+        form.add_error(None, too_fast_message(wait))
+    response = _shots_page(request, garment, **forms, status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
 @merchant_required
 @require_http_methods(["GET", "POST"])
 def merchant_garment_shots(request, pk):
@@ -171,6 +190,8 @@ def merchant_garment_shots(request, pk):
     if request.method == "GET":
         return _shots_page(request, garment)
     form = ModelShotForm(request.POST)
+    if (too_fast := _too_fast(request, garment, shot_form=form)) is not None:
+        return too_fast
     if form.is_valid():
         try:
             jobs = tryon_services.model_shot_batch_create(
@@ -197,6 +218,8 @@ def merchant_garment_photo_shot(request, pk):
     """The garment on the merchant's own model, from a photo they have the model's consent for."""
     garment = _own_garment_or_404(request, pk)
     form = ModelPhotoForm(request.POST, request.FILES)
+    if (too_fast := _too_fast(request, garment, photo_form=form)) is not None:
+        return too_fast
     if form.is_valid():
         try:
             tryon_services.tryon_job_create(

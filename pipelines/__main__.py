@@ -14,12 +14,17 @@ Commands (each writes into ``--out DIR``; bad input exits 2 with a one-line mess
   samplers                             the WebUI sampler names this engine understands
   infotext FILE                        the generation parameters in a PNG (or a text file)
   models [--models DIR]                every model with its kind, name, path and WebUI hash
+         [--write-manifest FILE]       ... and write their sha256 allow-list (MODELS_MANIFEST)
   make-tiny DIR                        write the tiny random-weight model kit (tests, smoke runs)
+
+With ``--manifest FILE`` (default: $MODELS_MANIFEST), tryon and modelshot load only the model
+files listed in FILE with their sha256. Nothing runs while TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set.
 """
 
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .engines import find_weights
 from .errors import InvalidInputError, PipelineError
+from .registry import check_safe_loading_environment
 from .types import CATEGORIES
 
 
@@ -171,7 +177,12 @@ def _model_attributes(text: str) -> dict[str, str]:
 def _run_tryon(args, request) -> dict:
     from .tryon import run
 
-    output = run(request, models_dir=Path(args.models))
+    runtime = None
+    if args.manifest:
+        from .generate import RuntimeConfig  # imports torch: only when it is needed
+
+        runtime = RuntimeConfig(manifest=Path(args.manifest).resolve())
+    output = run(request, models_dir=Path(args.models), runtime=runtime)
     out = _out_dir(args)
     single = len(output.images) == 1
     files = []
@@ -301,11 +312,16 @@ def _cmd_infotext(args) -> dict:
 
 
 def _cmd_models(args) -> list:
-    from .registry import model_hash, scan_models
+    from .registry import manifest_lines, model_hash, scan_models
 
+    models_dir = Path(args.models)
+    entries = scan_models(models_dir)
+    if args.write_manifest:
+        lines = manifest_lines(entries, models_dir)
+        Path(args.write_manifest).write_text("".join(f"{line}\n" for line in lines))
     return [
         {"kind": e.kind, "name": e.name, "path": str(e.path), "hash": model_hash(e)}
-        for e in scan_models(Path(args.models))
+        for e in entries
     ]
 
 
@@ -373,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list installed models with their WebUI hashes")
     models.add_argument("--models", default="models", help="the models folder (MODELS_DIR)")
+    models.add_argument(
+        "--write-manifest",
+        metavar="FILE",
+        help="write FILE: a sha256sum line for every model file (review it, then MODELS_MANIFEST)",
+    )
     models.set_defaults(handler=_cmd_models)
 
     make_tiny = commands.add_parser("make-tiny", help="write the tiny random-weight model kit")
@@ -394,6 +415,11 @@ def _add_generation_arguments(command) -> None:
     command.add_argument("--out", required=True)
     command.add_argument("--engine", default="auto", help="auto, sd, preview or tiny")
     command.add_argument("--models", default="models", help="the models folder (MODELS_DIR)")
+    command.add_argument(
+        "--manifest",
+        default=os.environ.get("MODELS_MANIFEST") or None,
+        help="load only model files listed in this sha256sum file (default: $MODELS_MANIFEST)",
+    )
     command.add_argument("--checkpoint", help="an installed checkpoint's name")
     command.add_argument("--prompt", help="words added to the built prompt; <lora:name:w> tags")
     command.add_argument("--negative", help="words added to the negative prompt")
@@ -411,6 +437,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     try:
+        check_safe_loading_environment()
         result = args.handler(args)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)

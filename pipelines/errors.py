@@ -24,3 +24,8 @@ class GenerationError(PipelineError):
 
 class GenerationCancelled(PipelineError):
     """The caller asked to stop; raised at the next step boundary."""
+
+
+class UntrustedModelError(PipelineError):
+    """A model file is not allowed to load: not in the sha256 manifest, or changed since it was
+    listed, or the process is set up so that loading it could run code from it."""

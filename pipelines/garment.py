@@ -619,6 +619,8 @@ def load_sam_predictor(
     checkpoint: Path,
     model_type: str | None = None,
     *,
+    models_dir: Path | None = None,
+    manifest: Path | None = None,
     device: str = "cpu",
     builder: Callable[[], Any] | None = None,
 ) -> "SamPredictor":
@@ -626,8 +628,9 @@ def load_sam_predictor(
 
     ``model_type`` (``vit_b``, ``vit_l``, ``vit_h``) defaults to the one the file name says.
     The model is built empty and the weights loaded as plain tensors: pickles that need full
-    unpickling (which can run arbitrary code) are refused. ``builder`` replaces
-    ``sam_model_registry[model_type]`` (tests build tiny models with it).
+    unpickling (which can run arbitrary code) are refused, and so is a checkpoint that leads
+    outside ``models_dir`` or, with a ``manifest``, is not listed there with its sha256.
+    ``builder`` replaces ``sam_model_registry[model_type]`` (tests build tiny models with it).
     """
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -644,7 +647,7 @@ def load_sam_predictor(
             f"not {model_type!r}",
         )
     # The registry's loader: safetensors, or pickles with weights_only=True, nothing else.
-    state = load_state_dict(checkpoint)
+    state = load_state_dict(checkpoint, models_dir=models_dir, manifest=manifest)
     from segment_anything import SamPredictor, sam_model_registry
 
     model = (builder or sam_model_registry[model_type])()

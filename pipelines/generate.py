@@ -66,7 +66,12 @@ class RuntimeConfig:
     ``device`` "auto" takes CUDA when present, else the CPU; ``dtype`` "auto" is fp16 on a GPU
     and fp32 on the CPU. ``offload`` (model CPU offload) and ``vae_tiling`` let a small GPU run
     big pictures. ``preview_every`` is the number of steps between live previews (0: none).
-    ``hash_cache`` is a JSON file keeping model hashes across processes.
+    ``hash_cache`` is a JSON file keeping model hashes across processes. ``manifest``, a
+    ``sha256sum``-style allow-list, makes every model file need a line there to be loaded.
+    ``content_filter`` screens a run's input picture and its results with the safety checker
+    when its weights are installed (``pipelines.safety``); ``watermark`` hides an invisible
+    watermark in each result, which changes its pixels outside the mask too
+    (``pipelines.watermark``).
     """
 
     device: str = "auto"
@@ -75,6 +80,9 @@ class RuntimeConfig:
     vae_tiling: bool = False
     preview_every: int = 5
     hash_cache: Path | None = None
+    manifest: Path | None = None
+    content_filter: bool = True
+    watermark: bool = False
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -344,7 +352,11 @@ class Generator:
         self.device = runtime.torch_device()
         self.dtype = runtime.torch_dtype()
         pipe = load_pipeline(
-            models.checkpoint, list(models.controlnets), vae=models.vae, dtype=self.dtype
+            models.checkpoint,
+            list(models.controlnets),
+            vae=models.vae,
+            dtype=self.dtype,
+            manifest=runtime.manifest,
         )
         nets = (
             pipe.controlnet.nets
@@ -397,7 +409,9 @@ class Generator:
             short = model_hash(entry, cache_file=self.runtime.hash_cache)
             adapter = f"lora_{short}"
             if adapter not in loaded:
-                state = load_state_dict(entry.path, models_dir=entry.models_dir)
+                state = load_state_dict(
+                    entry.path, models_dir=entry.models_dir, manifest=self.runtime.manifest
+                )
                 try:
                     pipe.load_lora_weights(state, adapter_name=adapter)
                 except (ValueError, KeyError, RuntimeError) as error:

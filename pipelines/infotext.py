@@ -8,8 +8,10 @@ Send to txt2img) and WebUI pictures parse here the same way::
     Negative prompt: negative (may span lines)
     Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 512x768
 
-Saved PNGs also carry an "AI-generated" label: a ``ai_generated: true`` text chunk and the IPTC
-``DigitalSourceType`` term for generated pictures (``trainedAlgorithmicMedia``) as a text chunk.
+Saved PNGs also carry an "AI-generated" label: a ``ai_generated: true`` text chunk, the IPTC
+``DigitalSourceType`` term for generated pictures (``trainedAlgorithmicMedia``) as a text chunk,
+and the same term in an XMP packet (``Iptc4xmpExt:DigitalSourceType``), where photo tools and
+content-credential checkers look for it.
 """
 
 import json
@@ -49,6 +51,18 @@ PARAMETERS_KEY = "parameters"
 AI_GENERATED_KEY = "ai_generated"
 DIGITAL_SOURCE_TYPE_KEY = "DigitalSourceType"
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+# PNG keeps XMP in an uncompressed iTXt chunk of this keyword (XMP Specification Part 3).
+XMP_KEY = "XML:com.adobe.xmp"
+XMP_PACKET = f"""<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">
+   <Iptc4xmpExt:DigitalSourceType>{DIGITAL_SOURCE_TYPE}</Iptc4xmpExt:DigitalSourceType>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="r"?>"""
 
 # The sd-webui-controlnet extension's infotext fields (ControlNetUnit.infotext_fields), in order.
 CONTROLNET_FIELDS: tuple[str, ...] = (
@@ -245,12 +259,13 @@ def parse_infotext(text: str) -> dict[str, object]:
 
 
 def infotext_pnginfo(text: str) -> PngInfo:
-    """PNG text chunks: the WebUI's ``parameters`` and the AI-generated label."""
+    """PNG text chunks: the WebUI's ``parameters`` and the AI-generated label (text and XMP)."""
     info = PngInfo()
     # add_text writes tEXt for Latin-1 text and iTXt (UTF-8) otherwise, as the WebUI's save does.
     info.add_text(PARAMETERS_KEY, text)
     info.add_text(AI_GENERATED_KEY, "true")
     info.add_text(DIGITAL_SOURCE_TYPE_KEY, DIGITAL_SOURCE_TYPE)
+    info.add_itxt(XMP_KEY, XMP_PACKET, zip=False)
     return info
 
 

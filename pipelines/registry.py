@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import re
+import shlex
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cache import cached_model
-from .errors import InvalidInputError, ModelNotFoundError
+from .errors import InvalidInputError, ModelNotFoundError, UntrustedModelError
 
 if TYPE_CHECKING:
     import torch
@@ -43,6 +44,11 @@ SHORT_HASH_LENGTH = {"loras": 12}
 DEFAULT_SHORT_HASH_LENGTH = 10
 HASH_CACHE_FILE = "hash-cache.json"
 _BLOCK_SIZE = 1024 * 1024
+# torch reads this variable to turn full unpickling back on for ``torch.load`` calls that do not
+# pass ``weights_only``, as some libraries' loaders do; these are the values it takes as "on".
+NO_WEIGHTS_ONLY_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+_TORCH_TRUE_VALUES = ("1", "y", "yes", "true")
+_MANIFEST_LINE = re.compile(r"^(?P<sha256>[0-9a-fA-F]{64}) [ *](?P<path>.+)$")
 _HASHED_NAME = re.compile(r"^(?P<name>.*?)\s*\[(?P<hash>[0-9a-fA-F]{8,64})\]$")
 
 
@@ -253,7 +259,140 @@ def _by_name(candidates: list[ModelEntry], name: str, fold: Any) -> list[ModelEn
     return [e for e in candidates if fold(name) in (fold(e.name), fold(e.filename))]
 
 
+# --- the sha256 manifest ------------------------------------------------------------------------
+
+
+def model_files(entry: ModelEntry) -> list[Path]:
+    """Every weights file loading ``entry`` reads: the file itself, or all in a diffusers folder."""
+    if entry.format != "diffusers":
+        return [entry.path]
+    return [
+        path
+        for path in _paths_in(entry)
+        if path.is_file() and path.suffix.lower() in WEIGHT_SUFFIXES
+    ]
+
+
+def _paths_in(entry: ModelEntry) -> list[Path]:
+    """Everything in a diffusers folder, sorted, linked folders included (their files load all
+    the same), except those leading outside MODELS_DIR, which are listed but not entered:
+    ``check_inside_models_dir`` refuses them, and a link to ``/`` must not be walked."""
+    root = Path(entry.models_dir).resolve() if entry.models_dir is not None else None
+    found, folders, seen = [], [entry.path], set()
+    while folders:
+        folder = folders.pop()
+        if folder.resolve() in seen:
+            continue
+        seen.add(folder.resolve())
+        for path in folder.iterdir():
+            found.append(path)
+            inside = root is None or path.resolve().is_relative_to(root)
+            if path.is_dir() and (inside or not path.is_symlink()):
+                folders.append(path)
+    return sorted(found)
+
+
+def read_manifest(manifest: Path, models_dir: Path | None) -> dict[Path, str]:
+    """``{resolved path: sha256}`` from a ``sha256sum``-style file, paths below ``models_dir``.
+
+    Blank lines and ``#`` comments are skipped; any other line that is not ``<sha256>  <path>``
+    makes the whole manifest unusable, so that a typo never quietly trusts or refuses a file.
+    """
+    manifest = Path(manifest)
+    base = Path(models_dir) if models_dir is not None else Path.cwd()
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UntrustedModelError(
+            f"the models manifest {manifest} cannot be read: {error}"
+        ) from None
+    listed: dict[Path, str] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _MANIFEST_LINE.match(line)
+        if match is None:
+            raise UntrustedModelError(
+                f"the models manifest {manifest}, line {number}, is not `<sha256>  <path>` "
+                "as sha256sum writes it"
+            )
+        listed[(base / match["path"]).resolve()] = match["sha256"].lower()
+    return listed
+
+
+def require_listed(
+    path: Path, manifest: Path | None, *, models_dir: Path | None, cache_file: Path | None = None
+) -> None:
+    """Refuse ``path`` unless ``manifest`` (when there is one) lists it with its sha256.
+
+    Hashes are cached by path, size and modification time (``file_sha256``); a ``cache_file``
+    is shared with other processes, so pass one only where a listing is shown, not to decide.
+    """
+    if manifest is None:
+        return
+    listed = read_manifest(manifest, models_dir).get(Path(path).resolve())
+    if listed is not None and file_sha256(path, cache_file=cache_file) == listed:
+        return
+    shown = _relative_to(Path(path), models_dir)
+    add = _add_command(Path(path), models_dir, Path(manifest))
+    if listed is None:
+        raise UntrustedModelError(
+            f"{shown} is not in the models manifest {manifest}; if you trust it, add it: {add}"
+        )
+    raise UntrustedModelError(
+        f"{shown} changed since it was added to the models manifest {manifest} (its sha256 is "
+        f"no longer {listed[:12]}…); if you trust the new file, replace its line with: {add}"
+    )
+
+
+def is_listed(entry: ModelEntry, manifest: Path, *, cache_file: Path | None = None) -> bool:
+    """Whether every file of ``entry`` is in ``manifest`` with its sha256 (for listings)."""
+    try:
+        for path in model_files(entry):
+            require_listed(path, manifest, models_dir=entry.models_dir, cache_file=cache_file)
+    except UntrustedModelError:
+        return False
+    return True
+
+
+def manifest_lines(entries: list[ModelEntry], models_dir: Path) -> list[str]:
+    """``sha256sum`` lines for every file of ``entries``, paths relative to ``models_dir``."""
+    return [
+        f"{file_sha256(path)}  {_relative_to(path, models_dir)}"
+        for entry in entries
+        for path in model_files(entry)
+    ]
+
+
+def _relative_to(path: Path, models_dir: Path | None) -> str:
+    if models_dir is not None and path.is_relative_to(Path(models_dir)):
+        return path.relative_to(Path(models_dir)).as_posix()
+    return str(path.resolve())
+
+
+def _add_command(path: Path, models_dir: Path | None, manifest: Path) -> str:
+    """The shell command that appends ``path``'s manifest line, as ``manifest_lines`` writes it."""
+    target = shlex.quote(str(manifest.resolve()))
+    line = f"sha256sum {shlex.quote(_relative_to(path, models_dir))} >> {target}"
+    if models_dir is not None and path.is_relative_to(Path(models_dir)):
+        return f"`cd {shlex.quote(str(models_dir))} && {line}`"
+    return f"`{line}`"
+
+
 # --- safe loading -------------------------------------------------------------------------------
+
+
+def check_safe_loading_environment(environ: dict[str, str] | None = None) -> None:
+    """Refuse to go on when torch is told to unpickle checkpoints fully (which can run code).
+
+    Workers and the CLI call this before loading anything; ``environ`` defaults to the process's.
+    """
+    value = (os.environ if environ is None else environ).get(NO_WEIGHTS_ONLY_VARIABLE, "")
+    if value.lower() in _TORCH_TRUE_VALUES:
+        raise UntrustedModelError(
+            f"{NO_WEIGHTS_ONLY_VARIABLE}={value} is set: torch would then unpickle checkpoints "
+            "fully, which can run code hidden in them; unset it to load models"
+        )
 
 
 def checked_path(path: Path, models_dir: Path | None) -> Path:
@@ -267,16 +406,26 @@ def checked_path(path: Path, models_dir: Path | None) -> Path:
     return resolved
 
 
-def load_state_dict(path: Path, *, models_dir: Path | None = None) -> "dict[str, torch.Tensor]":
+def check_inside_models_dir(entry: ModelEntry) -> None:
+    """Refuse ``entry`` when it, or anything in its folder, leads outside its MODELS_DIR."""
+    for path in (entry.path, *(_paths_in(entry) if entry.format == "diffusers" else ())):
+        checked_path(path, entry.models_dir)
+
+
+def load_state_dict(
+    path: Path, *, models_dir: Path | None = None, manifest: Path | None = None
+) -> "dict[str, torch.Tensor]":
     """The tensors of a weights file, by name, never running code from the file.
 
     ``.safetensors`` files hold only tensors; pickles (``.ckpt``, ``.pth``, ``.pt``, ``.bin``)
     are read with ``weights_only=True``, which refuses anything but tensors and plain containers.
-    A Lightning checkpoint's ``state_dict`` is unwrapped.
+    A Lightning checkpoint's ``state_dict`` is unwrapped. With a ``manifest``, the file must be
+    listed there with its sha256 (``UntrustedModelError`` otherwise).
     """
     resolved = checked_path(path, models_dir)
     if not resolved.is_file():
         raise ModelNotFoundError(f"model file {path} does not exist")
+    require_listed(Path(path), manifest, models_dir=models_dir)
     suffix = resolved.suffix.lower()
     if suffix == ".safetensors":
         return _load_safetensors(resolved, Path(path).name)
@@ -331,6 +480,7 @@ def load_pipeline(
     *,
     vae: ModelEntry | None = None,
     dtype: "torch.dtype | None" = None,
+    manifest: Path | None = None,
 ) -> "StableDiffusionControlNetInpaintPipeline":
     """A ControlNet inpainting pipeline from installed models, without touching the network.
 
@@ -338,12 +488,17 @@ def load_pipeline(
     component is loaded once per process and shared (see ``pipelines.cache``); the pipeline
     object and its scheduler are new on every call, so changing the sampler stays local.
     A single-file model needs a diffusers config folder beside it, named ``<file>.config``.
+    With a ``manifest``, every weights file must be listed there with its sha256.
     """
     from diffusers import MultiControlNetModel, StableDiffusionControlNetInpaintPipeline
 
     _require_kind(checkpoint, "checkpoints")
     if not controlnets:
         raise InvalidInputError("controlnets", "at least one ControlNet is needed")
+    for entry in (checkpoint, *controlnets, *([vae] if vae is not None else [])):
+        check_inside_models_dir(entry)
+        for path in model_files(entry):
+            require_listed(path, manifest, models_dir=entry.models_dir)
     components = dict(_cached(checkpoint, dtype, _load_checkpoint_components))
     nets = [
         _cached(_require_kind(net, "controlnet"), dtype, _load_controlnet) for net in controlnets
@@ -368,19 +523,11 @@ def _require_kind(entry: ModelEntry, kind: str) -> ModelEntry:
 
 
 def _cached(entry: ModelEntry, dtype: Any, loader: Any) -> Any:
-    for path in _files_to_check(entry):
-        checked_path(path, entry.models_dir)
     return cached_model(
         weights_file(entry),
         lambda _: loader(entry, dtype),
         kind=f"{loader.__name__}:{entry.path}:{dtype}",
     )
-
-
-def _files_to_check(entry: ModelEntry) -> list[Path]:
-    if entry.format != "diffusers":
-        return [entry.path]
-    return [entry.path, *(p for p in entry.path.rglob("*") if p.is_file() or p.is_symlink())]
 
 
 def _load_kwargs(dtype: Any) -> dict[str, Any]:

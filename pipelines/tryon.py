@@ -38,9 +38,11 @@ from .person import analyze_person, check_pose_usable, person_from_keypoints, re
 from .poses import CANVAS, get_preset
 from .preview import timed
 from .prompts import build_free_prompt, build_prompt, validate_prompt
+from .safety import ContentFilter, ContentFiltered, load_content_filter
 from .scenes import resolve_scene
 from .types import GarmentAnalysis, PersonAnalysis
 from .warp import composite, warp_garment
+from .watermark import apply_watermark, can_watermark
 
 MODES = ("photo", "model_shot", "inpaint")
 # Passes of an outfit, first to last: what is worn underneath is painted first.
@@ -124,6 +126,7 @@ class TryOnOutput:
 
     ``maps``: ``mask`` (the repainted area: the garment region for a photo, everything but the
     garment for a model shot), ``openpose``, ``canny`` and ``composite`` (the init picture).
+    ``withheld``: how many pictures the content filter held back (they are not in ``images``).
     """
 
     engine: str
@@ -132,6 +135,7 @@ class TryOnOutput:
     maps: dict[str, Image.Image]
     params: dict[str, Any]
     timings_ms: dict[str, float]
+    withheld: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,16 +166,25 @@ def run(
     on_progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
 ) -> TryOnOutput:
-    """Run ``request``; ``runtime`` is a ``generate.RuntimeConfig`` (default: auto device).
+    """Run ``request``; ``runtime`` is a ``generate.RuntimeConfig`` (default: its defaults).
+
+    With the content filter (``runtime.content_filter`` and its weights installed, see
+    ``pipelines.safety``), a flagged input picture stops the run before anything is painted and
+    a flagged result is withheld. With ``runtime.watermark``, every result of at least 256 × 256
+    pixels gets the invisible watermark (``pipelines.watermark``) after paste-back.
 
     Raises ``InvalidInputError`` (naming the field) for bad input, ``ModelNotFoundError`` when
     the ``sd`` engine lacks weights, ``GenerationCancelled`` when ``should_cancel`` turns true,
-    ``GenerationError`` when the GPU runs out of memory even with model offloading.
+    ``GenerationError`` when the GPU runs out of memory even with model offloading,
+    ``ContentFiltered`` when the filter refuses the input or withholds every result.
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
     report = on_progress or (lambda progress: None)
     garments = _check_request(request)
+    screen = _content_filter(runtime, models_dir)
+    if screen is not None and request.person_photo is not None:
+        timed(timings, "filter_input", lambda: _screen_input(screen, request))
     engine = resolve_engine(request.engine, find_weights(Path(models_dir)))
     params = request.params
     seed = params.seed if params.seed != -1 else secrets.randbelow(MAX_SEED + 1)
@@ -207,9 +220,55 @@ def run(
     else:
         prepared = _Prepared(request, person, passes, openpose, used)
         images = _diffuse(prepared, models_dir, runtime, timings, report, should_cancel)
+    count = len(images)
+    if screen is not None:
+        images = timed(timings, "filter_output", lambda: _withhold_flagged(screen, images))
+    if runtime is not None and runtime.watermark:
+        images = timed(timings, "watermark", lambda: tuple(map(_watermarked, images)))
     timings["total"] = round((time.perf_counter() - started) * 1000, 1)
     report(Progress(1.0, "done"))
-    return TryOnOutput(engine, request.mode, images, maps, used, timings)
+    return TryOnOutput(engine, request.mode, images, maps, used, timings, count - len(images))
+
+
+def _content_filter(runtime: Any, models_dir: Path) -> ContentFilter | None:
+    """The installed safety checker, unless ``runtime`` turns it off (no runtime: on)."""
+    if runtime is not None and not runtime.content_filter:
+        return None
+    return load_content_filter(
+        Path(models_dir),
+        device=runtime.device if runtime is not None else "auto",
+        manifest=runtime.manifest if runtime is not None else None,
+    )
+
+
+def _screen_input(screen: ContentFilter, request: TryOnRequest) -> None:
+    if screen.flags([request.person_photo])[0]:
+        picture = "picture" if request.mode == "inpaint" else "photo"
+        raise ContentFiltered(
+            f"The content filter refused this {picture}, so nothing was generated; "
+            f"please use another {picture}."
+        )
+
+
+def _withhold_flagged(
+    screen: ContentFilter, images: tuple[GeneratedImage, ...]
+) -> tuple[GeneratedImage, ...]:
+    """The pictures the filter lets through; when it flags them all, the run fails."""
+    flags = screen.flags([generated.image for generated in images])
+    kept = tuple(generated for generated, flagged in zip(images, flags, strict=True) if not flagged)
+    if images and not kept:
+        raise ContentFiltered(
+            "The result was withheld by the content filter; try another seed or other words."
+        )
+    return kept
+
+
+def _watermarked(generated: GeneratedImage) -> GeneratedImage:
+    """``generated`` with the invisible watermark, if it is large enough to carry one (the
+    method needs 256 × 256 pixels; smaller pictures stay unmarked, as with SDXL's watermarker)."""
+    if not can_watermark(generated.image):
+        return generated
+    return replace(generated, image=apply_watermark(generated.image))
 
 
 def check_outfit(categories: list[str]) -> None:

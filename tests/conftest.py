@@ -32,6 +32,17 @@ def _media_in_tmp(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture(autouse=True)
+def _cache_per_test(settings):
+    """Each test starts with an empty in-memory cache. The default (files under var/) is
+    shared by every process on purpose, and throttle counts kept there would leak between
+    tests and between test runs going on at once."""
+    from django.core.cache import cache
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def tiny_kit(tmp_path_factory) -> Path:
     """A MODELS_DIR holding the tiny kit, built once for the whole test session."""

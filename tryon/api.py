@@ -29,7 +29,7 @@ from . import selectors, services
 from .api_errors import ConflictError, errors
 from .models import TryOnJob, TryOnResult
 from .uploads import decode_base64_upload
-from .views import shopper_session_key
+from .views import delete_shopper_data, shopper_session_key
 
 
 def _absolute(request, name: str, *args) -> str:
@@ -161,6 +161,10 @@ def _model_attribute_errors():
         ) from None
 
 
+class DeletedSerializer(serializers.Serializer):
+    deleted = serializers.IntegerField(help_text="how many jobs were deleted")
+
+
 class IsStaff(permissions.BasePermission):
     def has_permission(self, request, view):
         return bool(request.user and request.user.is_staff)
@@ -254,6 +258,14 @@ class TryOnViewSet(
     def cancel(self, request, pk=None):
         job = services.tryon_job_cancel(job=self.get_object())
         return Response(self.get_serializer(job).data)
+
+    @extend_schema(request=None, responses={200: DeletedSerializer, **errors(401, 403)})
+    @action(detail=False, methods=["post"], url_path="delete-all")
+    def delete_all(self, request):
+        """Delete my data: every photo try-on and inpaint of yours (your account's, or your
+        session's when anonymous) with its photo, results, previews and files, at once.
+        A merchant's garments and model shots stay."""
+        return Response(DeletedSerializer({"deleted": delete_shopper_data(request)}).data)
 
 
 class ReviewSerializer(serializers.Serializer):

@@ -1,8 +1,11 @@
-"""The API's error shape and its throttle, shared by every app's ``api.py``.
+"""The API's error shape and its throttle, shared by every app's ``api.py`` (the throttle also
+by the pages' forms that start jobs).
 
 Every error is ``{"message": "...", "field": "..."}`` (``field`` only when one field is at
 fault) with the right status code: a refusal never becomes a 500.
 """
+
+import math
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -110,3 +113,20 @@ class ScopedByMethodThrottle(SimpleRateThrottle):
     def get_cache_key(self, request, view):
         ident = request.user.pk if request.user.is_authenticated else self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+def form_throttle_wait(request) -> int | None:
+    """None when a page's form that starts jobs may go ahead, else the seconds to wait first.
+
+    The pages take from the API's write budget (the same throttle, rates and shared cache, per
+    user or client address), so switching between the two does not double anyone's rate.
+    """
+    throttle = ScopedByMethodThrottle()
+    if throttle.allow_request(request, view=None):
+        return None
+    return max(1, math.ceil(throttle.wait() or 1))
+
+
+def too_fast_message(wait: int) -> str:
+    """What a page says with its 429."""
+    return f"You are sending requests faster than allowed; please try again in {wait} seconds."

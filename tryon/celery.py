@@ -2,7 +2,7 @@
 
 import os
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tryon.settings")
 
@@ -19,6 +19,21 @@ app = Celery("tryon")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 _use_polling_sql_transport()
 app.autodiscover_tasks()
+
+
+@signals.celeryd_init.connect
+def _refuse_unsafe_model_loading(**kwargs):
+    """A worker loads model files: it does not start where torch would unpickle them fully.
+
+    Celery logs and swallows a signal handler's exceptions, so this one exits the process.
+    """
+    from pipelines.errors import PipelineError
+    from pipelines.registry import check_safe_loading_environment
+
+    try:
+        check_safe_loading_environment()
+    except PipelineError as error:
+        raise SystemExit(f"error: the worker does not start: {error}") from None
 
 
 class HeartbeatStep(bootsteps.StartStopStep):

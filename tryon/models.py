@@ -94,6 +94,9 @@ class TryOnJob(models.Model):
     # Model shots of one submitted batch share this id.
     batch = models.UUIDField(null=True, blank=True, db_index=True)
     consent_at = models.DateTimeField(null=True, blank=True)
+    # When the person's photo (an inpaint's picture) was uploaded. A re-run or a reused photo
+    # keeps the original's time: retention counts from here, not from the job's creation.
+    photo_uploaded_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # POSTed (HMAC-signed) when the job ends; see tryon.callbacks.
     callback_url = models.URLField(max_length=500, blank=True)
 

@@ -316,6 +316,12 @@ def _entries(kind: str):
     return [entry for entry in scan_models(settings.MODELS_DIR) if entry.kind == kind]
 
 
+def _shown_path(entry) -> str:
+    """The model's path below MODELS_DIR: clients only show it, and the server's layout is no
+    one else's business."""
+    return entry.path.relative_to(entry.models_dir).as_posix()
+
+
 @sdapi(["GET"])
 def sd_models(request):
     return Response(
@@ -325,7 +331,7 @@ def sd_models(request):
                 "model_name": e.name,
                 "hash": None,
                 "sha256": None,
-                "filename": str(e.path),
+                "filename": _shown_path(e),
                 "config": None,
             }
             for e in _entries("checkpoints")
@@ -337,7 +343,7 @@ def sd_models(request):
 def loras(request):
     return Response(
         [
-            {"name": e.name, "alias": e.name, "path": str(e.path), "metadata": {}}
+            {"name": e.name, "alias": e.name, "path": _shown_path(e), "metadata": {}}
             for e in _entries("loras")
         ]
     )

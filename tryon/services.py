@@ -33,6 +33,7 @@ from pipelines.errors import GenerationCancelled, InvalidInputError, PipelineErr
 from pipelines.params import MAX_SEED, params_from_dict
 
 from .models import PhotoAccess, TryOnJob, TryOnResult, WorkerHeartbeat
+from .selectors import jobs_of
 from .storage import delete_files_on_commit, png_file
 from .uploads import clean_image_upload
 
@@ -215,7 +216,7 @@ def tryon_job_create(
 
         check_callback_url(callback_url)
     model_attributes = model_attributes or {}
-    photo = None
+    photo = photo_uploaded_at = None
     if kind == TryOnJob.Kind.PHOTO:
         if not consent:
             raise ValidationError(
@@ -223,10 +224,12 @@ def tryon_job_create(
             )
         if photo_from is not None and photo_from.person_photo:
             photo = _reused_photo(photo_from, garment.category, check_pose=check_pose)
+            photo_uploaded_at = _photo_uploaded_at(photo_from)
         elif person_photo is None:
             raise ValidationError({"person_photo": ["a photo of the person is required"]})
         else:
             photo = _clean_photo(person_photo, garment.category, check_pose=check_pose)
+            photo_uploaded_at = timezone.now()
     else:
         pose = pose or "front_standing"
         _check_model_shot(
@@ -245,11 +248,18 @@ def tryon_job_create(
         engine=engine,
         batch=batch,
         consent_at=timezone.now() if consent else None,
+        photo_uploaded_at=photo_uploaded_at,
         callback_url=callback_url,
     )
     if job.owner is None and not job.session_key:
         raise ValidationError({"owner": ["a job needs an owner: a user or a session"]})
     return _save_new_job(job, {"person_photo": photo}, extra)
+
+
+def _photo_uploaded_at(job: TryOnJob):
+    """When ``job``'s photo was first uploaded (a job made before that was recorded: its own
+    creation), for a copy of the photo to expire with the original."""
+    return job.photo_uploaded_at or job.created_at
 
 
 def _save_new_job(job: TryOnJob, files: dict, extra_garments=()) -> TryOnJob:
@@ -323,6 +333,7 @@ def inpaint_job_create(
         params=checked.to_dict(),
         engine=engine,
         controls=stored_controls,
+        photo_uploaded_at=timezone.now(),
     )
     return _save_new_job(job, files)
 
@@ -432,7 +443,8 @@ def tryon_job_rerun(*, job: TryOnJob, new_seed: bool) -> TryOnJob:
     """A new job with ``job``'s inputs and parameters; ``new_seed`` picks a fresh random seed.
 
     The copy gets its own copies of the input files (a photo, an inpaint's mask and control
-    pictures), so deleting either job leaves the other whole.
+    pictures), so deleting either job leaves the other whole; its photo keeps the original's
+    upload time, so the copy is purged with it.
     """
     params = dict(job.params)
     if new_seed:
@@ -450,6 +462,7 @@ def tryon_job_rerun(*, job: TryOnJob, new_seed: bool) -> TryOnJob:
         engine=job.engine,
         consent_at=job.consent_at,
         controls=job.controls,
+        photo_uploaded_at=_photo_uploaded_at(job) if job.person_photo else None,
     )
     with transaction.atomic():
         for name in INPUT_FILE_FIELDS:
@@ -488,6 +501,28 @@ def tryon_job_delete(*, job: TryOnJob) -> None:
         TryOnJob.objects.filter(pk=job.pk, status=Status.RUNNING).update(cancel_requested=True)
         job.delete()
         delete_files_on_commit(files)
+
+
+# The jobs that hold a person's picture: "delete my data" removes them all. A merchant's
+# catalog and model shots are their business records, not personal data, and stay.
+PERSONAL_KINDS = (TryOnJob.Kind.PHOTO, TryOnJob.Kind.INPAINT)
+
+
+def shopper_data_delete(*, user, session_key: str | None) -> int:
+    """ "Delete my data": every photo try-on and inpaint of ``user`` (signed in) or of the
+    anonymous ``session_key``, with their photos, results, previews and files, at once.
+
+    Returns how many jobs were deleted; running ones are stopped (see ``tryon_job_delete``).
+    """
+    jobs = jobs_of(user=user, session_key=session_key).filter(kind__in=PERSONAL_KINDS)
+    count = 0
+    with transaction.atomic():
+        for job in jobs.prefetch_related("results"):
+            tryon_job_delete(job=job)
+            count += 1
+    if count:
+        logger.info("deleted %s photo job(s) at their owner's request", count)
+    return count
 
 
 def record_photo_access(*, user, job: TryOnJob, what: str) -> None:
@@ -715,6 +750,9 @@ def runtime_config():
         offload=settings.TRYON_CPU_OFFLOAD,
         vae_tiling=settings.TRYON_VAE_TILING,
         hash_cache=settings.VAR_DIR / "model-hashes.json",
+        manifest=settings.MODELS_MANIFEST,
+        content_filter=settings.TRYON_CONTENT_FILTER == "auto",
+        watermark=settings.TRYON_WATERMARK,
     )
 
 
@@ -765,7 +803,10 @@ def tryon_job_run(*, job_id, worker: str) -> TryOnJob | None:
 
     Bad input and missing weights fail at once with their message; an unexpected error is
     retried until JOB_MAX_ATTEMPTS; a cancel request ends it ``cancelled`` at the next step.
+    When the content filter refuses the photo or withholds every result, the job fails with
+    ``ContentFiltered`` and keeps no picture (its last live preview included).
     """
+    from pipelines.safety import ContentFiltered
     from pipelines.tryon import run
 
     job = _claim(job_id, worker)
@@ -799,14 +840,28 @@ def tryon_job_run(*, job_id, worker: str) -> TryOnJob | None:
             )
         else:
             _finish(job, Status.CANCELLED)
+    except ContentFiltered as error:
+        _finish(job, Status.FAILED, error=error)
+        _discard_preview(job)
     except PipelineError as error:
         _finish(job, Status.FAILED, error=error)
     except Exception as error:
         logger.exception("try-on job %s failed (attempt %s)", job.pk, job.attempts)
         _retry_or_fail(job, error)
     else:
+        if output.withheld:
+            logger.info("job %s: the content filter withheld %s", job.pk, output.withheld)
         _store_results(job, output)
     return TryOnJob.objects.filter(pk=job.pk).first()
+
+
+def _discard_preview(job: TryOnJob) -> None:
+    """Delete the job's live preview: it shows what the content filter withheld."""
+    job.refresh_from_db(fields=["preview"])
+    if job.preview:
+        with transaction.atomic():
+            TryOnJob.objects.filter(pk=job.pk).update(preview="")
+            delete_files_on_commit([job.preview])
 
 
 def _store_results(job: TryOnJob, output) -> None:
@@ -849,15 +904,19 @@ def _store_result(job: TryOnJob, index: int, generated, maps: dict[str, bytes]) 
 
 
 def purge_expired() -> int:
-    """Delete shoppers' photo jobs (photo, results, files) older than PERSON_PHOTO_RETENTION.
+    """Delete shoppers' photo jobs (photo, results, files) whose photo was uploaded more than
+    PERSON_PHOTO_RETENTION_HOURS ago.
 
-    Returns how many jobs were deleted. Inpaints go too, since a client's picture may show a
-    person; model shots carry no one's photo and are kept.
+    The age is the photo's, not the job's: a re-run or a reused photo is a new job with the
+    same photo, and goes with the first upload. Returns how many jobs were deleted. Inpaints go
+    too, since a client's picture may show a person; model shots carry no one's photo and are
+    kept.
     """
     cutoff = timezone.now() - timedelta(hours=settings.PERSON_PHOTO_RETENTION_HOURS)
-    expired = TryOnJob.objects.filter(
-        kind__in=(TryOnJob.Kind.PHOTO, TryOnJob.Kind.INPAINT), created_at__lt=cutoff
+    uploaded_before = Q(photo_uploaded_at__lt=cutoff) | Q(
+        photo_uploaded_at__isnull=True, created_at__lt=cutoff
     )
+    expired = TryOnJob.objects.filter(uploaded_before, kind__in=PERSONAL_KINDS)
     count = 0
     for job in expired.iterator():
         tryon_job_delete(job=job)

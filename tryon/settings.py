@@ -104,6 +104,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Shared by every process (the throttles count each client's requests here, whichever process
+# answers): files under var/ by default, e.g. rediscache://host:6379/1 at scale. Never Django's
+# per-process in-memory default, which would give each process its own budget.
+CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -145,10 +150,19 @@ UPLOAD_MIN_SIDE = env.int("UPLOAD_MIN_SIDE", default=128)
 # picture, mask and ControlNet maps all come base64-encoded in one JSON body.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("REQUEST_BODY_MAX_BYTES", default=32 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# A file past UPLOAD_MAX_BYTES stops being written to disk as it arrives (tryon/upload_handlers.py).
+FILE_UPLOAD_HANDLERS = [
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "tryon.upload_handlers.SizeLimitedTemporaryFileUploadHandler",
+]
 FILE_UPLOAD_PERMISSIONS = 0o640
 
 # Generation engine and weights (see DESIGN.md, "Engines" and "Weights").
 MODELS_DIR = env.path("MODELS_DIR", default=BASE_DIR / "models")
+# An optional sha256 allow-list in sha256sum's format (paths relative to MODELS_DIR): when set,
+# workers load only the model files listed there with a matching sha256 (models/README.md).
+_models_manifest = env.str("MODELS_MANIFEST", default="")
+MODELS_MANIFEST = Path(_models_manifest).resolve() if _models_manifest else None
 TRYON_ENGINE = env.str("TRYON_ENGINE", default="auto")
 # How the worker runs the models (pipelines.generate.RuntimeConfig): device auto|cpu|cuda[:N],
 # dtype auto|fp16|bf16|fp32; offload and VAE tiling trade speed for GPU memory.
@@ -156,6 +170,16 @@ TRYON_DEVICE = env.str("TRYON_DEVICE", default="auto")
 TRYON_DTYPE = env.str("TRYON_DTYPE", default="auto")
 TRYON_CPU_OFFLOAD = env.bool("TRYON_CPU_OFFLOAD", default=False)
 TRYON_VAE_TILING = env.bool("TRYON_VAE_TILING", default=False)
+# What the worker does to pictures (pipelines.safety, pipelines.watermark): the NSFW filter
+# checks the input photo and every result when its weights are in MODELS_DIR/safety_checker
+# ("auto") or never ("off"); the invisible watermark changes pixels all over a result, outside
+# the mask too, so it is off unless asked for.
+TRYON_CONTENT_FILTER = env.str("TRYON_CONTENT_FILTER", default="auto")
+if TRYON_CONTENT_FILTER not in ("auto", "off"):
+    raise ImproperlyConfigured(
+        f"TRYON_CONTENT_FILTER must be auto or off, not {TRYON_CONTENT_FILTER!r}."
+    )
+TRYON_WATERMARK = env.bool("TRYON_WATERMARK", default=False)
 
 # Try-on jobs (tryon.services): a running job writes a heartbeat this often; one whose heartbeat
 # is older than JOB_STALE_AFTER is taken to be orphaned by a dead worker and queued again, at

@@ -8,6 +8,7 @@ survives) under a random file name. The original upload is never written to stor
 import base64
 import binascii
 import io
+import math
 import uuid
 import warnings
 
@@ -25,8 +26,11 @@ ACCEPTED_FORMATS = {
 }
 
 
-def _megabytes(n_bytes: int) -> str:
-    return f"{n_bytes / (1024 * 1024):.0f} MB"
+def _megabytes(n_bytes: int, *, round_up: bool = False) -> str:
+    """``n_bytes`` in MB to a tenth; a file's size is rounded up and a limit down, so a file
+    just over the limit never reads as the same number."""
+    tenths = n_bytes * 10 / (1024 * 1024)
+    return f"{(math.ceil(tenths) if round_up else math.floor(tenths)) / 10:g} MB"
 
 
 def open_untrusted_image(data: bytes) -> Image.Image:
@@ -84,7 +88,7 @@ def clean_image_upload(uploaded) -> ContentFile:
     """
     if uploaded.size > settings.UPLOAD_MAX_BYTES:
         raise ValidationError(
-            f"The file is {_megabytes(uploaded.size)}; the limit is "
+            f"The file is {_megabytes(uploaded.size, round_up=True)}; the limit is "
             f"{_megabytes(settings.UPLOAD_MAX_BYTES)}.",
             code="too_large",
         )

@@ -8,11 +8,12 @@ from rest_framework.routers import DefaultRouter
 from catalog.api import GarmentViewSet
 from catalog.urls import merchant_urlpatterns
 
-from . import api, sdapi, views
+from . import admin_models, api, sdapi, views
 
 shopper_urlpatterns = (
     [
         path("", views.my_tryons, name="mine"),
+        path("delete-my-data/", views.delete_my_data, name="delete_my_data"),
         path("garments/<int:garment_pk>/", views.tryon_create, name="create"),
         path("<uuid:job_id>/", views.job_page, name="job"),
         path("<uuid:job_id>/status/", views.job_status, name="job_status"),
@@ -61,6 +62,7 @@ urlpatterns = [
     path("merchant/", include(merchant_urlpatterns)),
     path("accounts/", include("django.contrib.auth.urls")),
     path("accounts/welcome/", views.after_login, name="after_login"),
+    path("admin/models/", admin_models.installed_models, name="admin_installed_models"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("files/jobs/<uuid:job_id>/<str:field>/", views.job_file, name="job_file"),

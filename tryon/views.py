@@ -16,6 +16,7 @@ from catalog.models import Garment
 from catalog.selectors import is_merchant
 
 from . import selectors, services
+from .api_errors import form_throttle_wait, too_fast_message
 from .forms import TryOnForm
 from .models import TryOnJob, TryOnResult
 from .selectors import JOB_FILE_FIELDS, file_access, system_health
@@ -140,6 +141,13 @@ def tryon_create(request, garment_pk):
     garment = get_object_or_404(Garment, pk=garment_pk)
     last = _last_photo_job(request)
     form = TryOnForm(request.POST, request.FILES, reusable=last is not None)
+    wait = form_throttle_wait(request)
+    if wait is not None:
+        form.is_valid()  # a bound form keeps what was ticked; the photo is not looked at
+        form.add_error(None, too_fast_message(wait))
+        response = _product_page(request, garment, form, status=429)
+        response["Retry-After"] = str(wait)
+        return response
     if form.is_valid():
         reuse = last if form.cleaned_data.get("reuse_photo") else None
         try:
@@ -159,12 +167,17 @@ def tryon_create(request, garment_pk):
         else:
             request.session[LAST_PHOTO_JOB] = str(job.pk)
             return redirect("tryon:job", job_id=job.pk)
+    return _product_page(request, garment, form, status=400)
+
+
+def _product_page(request, garment, form, *, status: int):
+    """The product page again, with the try-on form and what was wrong with it."""
     context = {
         "garment": garment,
         "model_shots": selectors.published_model_shots(garment=garment),
         "tryon_form": form,
     }
-    return render(request, "catalog/garment_detail.html", context, status=400)
+    return render(request, "catalog/garment_detail.html", context, status=status)
 
 
 def _add_errors(form, error: ValidationError) -> None:
@@ -200,13 +213,35 @@ def job_delete(request, job_id):
     return redirect("tryon:mine")
 
 
+def delete_shopper_data(request) -> int:
+    """Delete every photo try-on and inpaint of the request's shopper (user or session) and
+    forget the photo the session remembers for reuse; how many jobs went. (The API's too.)"""
+    count = services.shopper_data_delete(user=request.user, session_key=request.session.session_key)
+    request.session.pop(LAST_PHOTO_JOB, None)
+    return count
+
+
+@require_POST
+def delete_my_data(request):
+    """ "Delete my data" on the "My try-ons" page: rows and files, at once."""
+    count = delete_shopper_data(request)
+    if count:
+        messages.success(request, f"Deleted {count} try-on(s) with your photos and results.")
+    else:
+        messages.info(request, "There was nothing of yours to delete.")
+    return redirect("tryon:mine")
+
+
 @require_GET
 def my_tryons(request):
     """The shopper's try-ons (their session's, or their account's when signed in)."""
+    everything = selectors.jobs_of(user=request.user, session_key=request.session.session_key)
     jobs = (
-        selectors.jobs_of(user=request.user, session_key=request.session.session_key)
-        .filter(kind=TryOnJob.Kind.PHOTO)
+        everything.filter(kind=TryOnJob.Kind.PHOTO)
         .select_related("garment")
         .prefetch_related("results")
     )
-    return render(request, "tryon/mine.html", {"jobs": jobs})
+    # Inpaints have no page here but are deleted with the rest, so they too show the button.
+    has_personal_data = everything.filter(kind__in=services.PERSONAL_KINDS).exists()
+    context = {"jobs": jobs, "has_personal_data": has_personal_data}
+    return render(request, "tryon/mine.html", context)

@@ -114,7 +114,7 @@ def test_unusable_files_are_refused_with_the_reason_and_nothing_is_written(
     # Named .jpg and sent as image/jpeg: neither the name nor the client's type is trusted.
     upload = SimpleUploadedFile("shirt.jpg", payload, content_type="image/jpeg")
     response = merchant_client.post(reverse("merchant:garment_create"), {**FORM, "image": upload})
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert message in response.content.decode()
     assert Garment.objects.count() == 0
     assert stored_files(media_root) == []
@@ -125,6 +125,7 @@ def test_oversized_file_is_refused(merchant_client, media_root, settings):
     response = merchant_client.post(
         reverse("merchant:garment_create"), {**FORM, "image": product_shot_upload()}
     )
+    assert response.status_code == 400
     assert "the limit is" in response.content.decode()
     assert Garment.objects.count() == 0
     assert stored_files(media_root) == []
@@ -135,13 +136,14 @@ def test_too_many_pixels_is_refused_before_decoding(merchant_client, settings):
     response = merchant_client.post(
         reverse("merchant:garment_create"), {**FORM, "image": product_shot_upload()}
     )
+    assert response.status_code == 400
     assert "megapixels" in response.content.decode()
     assert Garment.objects.count() == 0
 
 
 def test_missing_fields_are_named_and_nothing_is_stored(merchant_client, media_root):
     response = merchant_client.post(reverse("merchant:garment_create"), {"title": "Only a title"})
-    assert response.status_code == 200
+    assert response.status_code == 400
     errors = response.context["form"].errors
     assert set(errors) == {"sku", "category", "price", "image"}
     assert "This field is required." in response.content.decode()
@@ -155,6 +157,7 @@ def test_negative_price_and_duplicate_sku_are_refused(merchant_client, merchant)
         reverse("merchant:garment_create"),
         {**FORM, "sku": "tee-1", "price": "-3", "image": product_shot_upload()},
     )
+    assert response.status_code == 400
     errors = response.context["form"].errors
     assert "already have a garment with SKU" in errors["sku"][0]
     assert "price" in errors
@@ -179,6 +182,20 @@ def test_edit_without_a_new_picture_keeps_the_picture(merchant_client, merchant)
     assert response.status_code == 302
     garment.refresh_from_db()
     assert garment.title == "New title" and garment.image.name == image_name
+
+
+def test_a_refused_new_picture_answers_400_and_keeps_the_old_one(merchant_client, merchant):
+    garment = GarmentFactory(merchant=merchant, title="Old title")
+    image_name = garment.image.name
+    svg = SimpleUploadedFile("new.png", b"<svg onload='alert(1)'/>", content_type="image/png")
+    response = merchant_client.post(
+        reverse("merchant:garment_edit", args=[garment.pk]),
+        {**FORM, "title": "New title", "image": svg},
+    )
+    assert response.status_code == 400
+    assert "not a JPEG, PNG or WebP" in response.content.decode()
+    garment.refresh_from_db()
+    assert garment.title == "Old title" and garment.image.name == image_name
 
 
 def test_replacing_the_picture_deletes_the_old_files_and_resets_the_analysis(

@@ -213,7 +213,7 @@ def test_saved_png_carries_the_ai_label():
         assert image.text["ai_generated"] == "true"
         assert image.text["DigitalSourceType"] == DIGITAL_SOURCE_TYPE
         assert DIGITAL_SOURCE_TYPE.endswith("trainedAlgorithmicMedia")
-    assert len(infotext_pnginfo("x").chunks) == 3
+    assert len(infotext_pnginfo("x").chunks) == 4
 
 
 def test_png_without_infotext_reads_none():

@@ -439,7 +439,9 @@ def test_photos_past_their_retention_are_purged_with_their_files(
         recent = create_photo_job(garment)
     shot = TryOnJobFactory(garment=garment)
     day_ago = timezone.now() - timedelta(hours=settings.PERSON_PHOTO_RETENTION_HOURS, minutes=1)
-    TryOnJob.objects.filter(pk__in=[old.pk, shot.pk]).update(created_at=day_ago)
+    TryOnJob.objects.filter(pk__in=[old.pk, shot.pk]).update(
+        created_at=day_ago, photo_uploaded_at=day_ago
+    )
     kept_files = sorted(f.name for f in recent.stored_files() + recent.results.get().stored_files())
 
     out = io.StringIO()

@@ -332,7 +332,7 @@ def test_inpaints_are_purged_with_photos_and_have_no_shopper_page(
     client.force_login(merchant)
     assert client.get(f"/tryon/{job.pk}/").status_code == 404
     old = timezone.now() - timedelta(hours=settings.PERSON_PHOTO_RETENTION_HOURS, minutes=1)
-    TryOnJob.objects.filter(pk=job.pk).update(created_at=old)
+    TryOnJob.objects.filter(pk=job.pk).update(created_at=old, photo_uploaded_at=old)
     with django_capture_on_commit_callbacks(execute=True):
         assert services.purge_expired() == 1
     assert not TryOnJob.objects.exists() and _stored(settings) == []
