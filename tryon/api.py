@@ -5,11 +5,13 @@ Ownership lives in the querysets: a job (or result) that is not the caller's ans
 exactly like one that does not exist.
 """
 
+import copy
 from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django.db.models import Prefetch
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, permissions, serializers, viewsets
@@ -36,7 +38,20 @@ def _absolute(request, name: str, *args) -> str:
     return request.build_absolute_uri(reverse(name, args=args))
 
 
-class ResultSerializer(serializers.ModelSerializer):
+# ModelSerializer works its fields out of the model anew for every instance (about 0.5 ms of a
+# status poll's 4), though they depend on the class alone: this works them out once per class
+# and gives each instance a copy, as DRF does with declared fields. (A comment, not a docstring,
+# which the schema would show as the serializers' description.)
+class FieldsBuiltOnce:
+    def get_fields(self):
+        built = type(self).__dict__.get("_fields_built")
+        if built is None:
+            built = super().get_fields()
+            type(self)._fields_built = built
+        return copy.deepcopy(built)
+
+
+class ResultSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
     image = serializers.SerializerMethodField()
     maps = serializers.SerializerMethodField()
 
@@ -53,7 +68,7 @@ class ResultSerializer(serializers.ModelSerializer):
         return {name: _absolute(request, "result_file", result.pk, name) for name in names}
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
     """A job as its owner sees it; picture URLs point at views that check ownership."""
 
     garment = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)  # inpaint: null
@@ -190,10 +205,10 @@ class TryOnViewSet(
 
     def get_queryset(self):
         session_key = self.request.session.session_key
-        return (
-            selectors.jobs_of(user=self.request.user, session_key=session_key)
-            .select_related("garment")
-            .prefetch_related("results", "extra_garments")
+        # What JobSerializer reads and no more: garments are shown by id (the job's own
+        # garment_id column), so no garment row is joined or loaded. Clients poll this.
+        return selectors.jobs_of(user=self.request.user, session_key=session_key).prefetch_related(
+            "results", Prefetch("extra_garments", queryset=Garment.objects.only("pk"))
         )
 
     @extend_schema(

@@ -36,6 +36,41 @@ def _refuse_unsafe_model_loading(**kwargs):
         raise SystemExit(f"error: the worker does not start: {error}") from None
 
 
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
+# What kombu's Redis transport uses when no visibility_timeout is given.
+KOMBU_REDIS_VISIBILITY_TIMEOUT = 3600
+
+
+def broker_visibility_problem(broker_url: str, transport_options: dict, job_deadline: float) -> str:
+    """Why this broker could hand a job that is still running to a second worker; "" if not.
+
+    Redis gives an unacknowledged message (tasks acknowledge when they end) to another worker
+    once its visibility timeout has passed, whether or not the first is still at it.
+    """
+    if broker_url.partition("://")[0] not in REDIS_SCHEMES:
+        return ""
+    timeout = (transport_options or {}).get("visibility_timeout", KOMBU_REDIS_VISIBILITY_TIMEOUT)
+    if timeout > job_deadline:
+        return ""
+    return (
+        f"the Redis broker's visibility timeout ({timeout:g} s) must be longer than JOB_DEADLINE "
+        f"({job_deadline:g} s), or a job still running is handed to a second worker: raise "
+        "CELERY_VISIBILITY_TIMEOUT (by default JOB_DEADLINE + 900)"
+    )
+
+
+@signals.celeryd_init.connect
+def _refuse_short_visibility_timeout(**kwargs):
+    """Celery logs and swallows a signal handler's exceptions, so this one exits the process."""
+    from django.conf import settings
+
+    problem = broker_visibility_problem(
+        app.conf.broker_url, app.conf.broker_transport_options, settings.JOB_DEADLINE
+    )
+    if problem:
+        raise SystemExit(f"error: the worker does not start: {problem}")
+
+
 class HeartbeatStep(bootsteps.StartStopStep):
     """Records that this worker is alive, so /healthz can tell whether jobs will be picked up.
 

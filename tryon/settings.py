@@ -140,6 +140,58 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# At scale, pictures go to S3-compatible object storage (AWS S3, MinIO, Ceph, R2, …) instead:
+# garment pictures to a public bucket, read straight from it; shoppers' photos and results to
+# a private one, reached only through the checked /files/ views, which answer with a signed
+# URL valid for PRIVATE_URL_SECONDS. Credentials come the usual boto3 way (AWS_ACCESS_KEY_ID
+# and AWS_SECRET_ACCESS_KEY, or the machine's role).
+S3_PUBLIC_BUCKET = env.str("AWS_STORAGE_BUCKET_NAME", default="")
+S3_PRIVATE_BUCKET = env.str("AWS_PRIVATE_STORAGE_BUCKET_NAME", default="")
+PRIVATE_URL_SECONDS = env.int("PRIVATE_URL_SECONDS", default=120)
+if S3_PUBLIC_BUCKET or S3_PRIVATE_BUCKET:
+    if not (S3_PUBLIC_BUCKET and S3_PRIVATE_BUCKET):
+        raise ImproperlyConfigured(
+            "Set both AWS_STORAGE_BUCKET_NAME (public pictures) and "
+            "AWS_PRIVATE_STORAGE_BUCKET_NAME (shoppers' photos and results), or neither."
+        )
+    if S3_PUBLIC_BUCKET == S3_PRIVATE_BUCKET:
+        # Public pictures are readable by anyone, and on most stores that is a property of
+        # the bucket (its policy), not of each object: private files need a bucket of their own.
+        raise ImproperlyConfigured(
+            "AWS_PRIVATE_STORAGE_BUCKET_NAME must be another bucket than "
+            "AWS_STORAGE_BUCKET_NAME: shoppers' photos never share the public bucket."
+        )
+    _s3 = {
+        "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default=None),
+        "region_name": env.str("AWS_S3_REGION_NAME", default=None),
+        # "path" for most self-hosted stores (MinIO, Ceph), "virtual" for AWS.
+        "addressing_style": env.str("AWS_S3_ADDRESSING_STYLE", default=None),
+        "file_overwrite": False,
+    }
+    # public-read makes each garment picture readable; stores that disable ACLs (AWS's default
+    # for new buckets, R2) refuse any ACL: set AWS_DEFAULT_ACL= (empty) and make the public
+    # bucket readable with a bucket policy.
+    S3_PUBLIC_ACL = env.str("AWS_DEFAULT_ACL", default="public-read") or None
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            **_s3,
+            "bucket_name": S3_PUBLIC_BUCKET,
+            "default_acl": S3_PUBLIC_ACL,
+            "querystring_auth": False,
+            "custom_domain": env.str("AWS_S3_CUSTOM_DOMAIN", default=None),
+        },
+    }
+    STORAGES["private"] = {
+        "BACKEND": "tryon.s3.PrivateS3Storage",
+        "OPTIONS": {
+            **_s3,
+            "bucket_name": S3_PRIVATE_BUCKET,
+            # Where the store takes ACLs, each private file says so too.
+            "default_acl": "private" if S3_PUBLIC_ACL else None,
+            "querystring_expire": PRIVATE_URL_SECONDS,
+        },
+    }
 
 # Uploaded pictures (garment shots, later shoppers' photos) are untrusted: see tryon/uploads.py.
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=15 * 1024 * 1024)
@@ -203,6 +255,16 @@ CELERY_RESULT_BACKEND = env.str(
     "CELERY_RESULT_BACKEND", default=f"db+sqlite:///{VAR_DIR / 'celery-results.sqlite3'}"
 )
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# A task's message is acknowledged when the task ends, so a worker that dies mid-job leaves it
+# with the broker. Redis hands an unacknowledged message to another worker after its visibility
+# timeout, even while the first is still running it: so the timeout is longer than any job may
+# run (a worker refuses to start otherwise, tryon/celery.py) and, by default, than the
+# callbacks' longest retry countdown (600 s). A dead worker's job is taken over well before then
+# by the sweeper (JOB_STALE_AFTER); the broker's late copy then finds the job done.
+BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=JOB_DEADLINE + 900)
+if CELERY_BROKER_URL.partition("://")[0] in ("redis", "rediss", "redis+socket", "sentinel"):
+    # Only for Redis: the SQL transport hands its options to SQLAlchemy, which refuses this one.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -1,7 +1,8 @@
 """Where private files live: shoppers' photos, live previews and try-on results.
 
-They are kept outside MEDIA_ROOT so no static or media route can ever serve them; a view that
-checks who is asking streams them instead (see ``tryon.views``).
+They are kept outside MEDIA_ROOT (or in a private bucket, ``tryon.s3``) so no static or media
+route can ever serve them; a view that checks who is asking streams them instead, or hands out a
+short-lived signed URL where the storage has them (see ``tryon.views``).
 """
 
 import io
@@ -11,7 +12,10 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, storages
+from django.core.signals import setting_changed
 from django.db import transaction
+from django.dispatch import receiver
+from django.utils.functional import LazyObject, empty
 
 
 class PrivateFileSystemStorage(FileSystemStorage):
@@ -32,9 +36,38 @@ class PrivateFileSystemStorage(FileSystemStorage):
         raise ValueError("private files have no public URL; serve them through a checked view")
 
 
+class _PrivateStorage(LazyObject):
+    """``STORAGES["private"]``, looked up on first use, as Django's ``default_storage`` is.
+
+    A FileField keeps the storage it is given when the model class is made; through this proxy
+    a change of the STORAGES setting (a test's) still reaches it.
+    """
+
+    def _setup(self):
+        self._wrapped = storages["private"]
+
+
+_private = _PrivateStorage()
+
+
+@receiver(setting_changed)
+def _forget_private_storage(*, setting, **kwargs):
+    if setting == "STORAGES":
+        _private._wrapped = empty
+
+
 def private_storage():
     """The storage of private files (``STORAGES["private"]``), for ``FileField(storage=…)``."""
-    return storages["private"]
+    return _private
+
+
+def signed_url(stored, *, content_disposition: str, cache_control: str) -> str | None:
+    """A short-lived URL from which the client reads ``stored`` straight from the storage, which
+    answers with these headers; None where the storage has none (files on disk are streamed)."""
+    sign = getattr(stored.storage, "signed_url", None)
+    if sign is None:
+        return None
+    return sign(stored.name, content_disposition=content_disposition, cache_control=cache_control)
 
 
 def delete_files_on_commit(files: Iterable) -> None:

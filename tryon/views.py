@@ -5,7 +5,7 @@ from pathlib import Path
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -21,6 +21,7 @@ from .forms import TryOnForm
 from .models import TryOnJob, TryOnResult
 from .selectors import JOB_FILE_FIELDS, file_access, system_health
 from .services import record_photo_access
+from .storage import signed_url
 
 
 @login_required
@@ -40,12 +41,21 @@ def healthz(request):
     return JsonResponse(system_health())
 
 
-def _private_file_response(stored, *, public: bool, download: bool = False) -> FileResponse:
-    response = FileResponse(stored.open("rb"), filename=Path(stored.name).name)
-    disposition = "attachment" if download else "inline"
-    response["Content-Disposition"] = f'{disposition}; filename="{Path(stored.name).name}"'
+def _private_file_response(stored, *, public: bool, download: bool = False):
+    """The file itself, or a redirect to a short-lived signed URL where the storage has one
+    (a private bucket): the storage then serves it, with the same headers."""
+    filename = Path(stored.name).name
+    disposition = f'{"attachment" if download else "inline"}; filename="{filename}"'
+    cache_control = "public, max-age=300" if public else "private, no-store"
+    url = signed_url(stored, content_disposition=disposition, cache_control=cache_control)
+    if url is not None:
+        response = HttpResponseRedirect(url)
+        response["Cache-Control"] = "private, no-store"  # the signature expires
+        return response
+    response = FileResponse(stored.open("rb"), filename=filename)
+    response["Content-Disposition"] = disposition
     response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "public, max-age=300" if public else "private, no-store"
+    response["Cache-Control"] = cache_control
     return response
 
 

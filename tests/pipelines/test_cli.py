@@ -76,7 +76,9 @@ def test_preview_writes_the_composite_and_timings(pictures, tmp_path):
     timings = json.loads((tmp_path / "run.json").read_text())["timings_ms"]
     assert {"person", "mask", "warp", "composite", "total", "load", "garment"} <= set(timings)
     per_tryon = timings["person"] + timings["mask"] + timings["warp"] + timings["composite"]
-    assert per_tryon <= timings["total"] < per_tryon + timings["load"] + timings["garment"]
+    # Each figure is rounded to 0.1 ms, so their sum may pass the rounded total by a little.
+    slack = 0.05 * 5
+    assert per_tryon - slack <= timings["total"] < per_tryon + timings["load"] + timings["garment"]
     photo = np.asarray(Image.open(pictures / "astronaut.png").convert("RGB"))
     preview = np.asarray(Image.open(tmp_path / "composite.png"))
     outside = np.asarray(Image.open(tmp_path / "mask.png")) == 0

@@ -7,8 +7,6 @@ twice. These tests share the SQLite test database file with the worker processes
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from unittest import mock
@@ -20,12 +18,13 @@ from django.db import connection
 from catalog.models import Garment
 from catalog.services import garment_analyze, garment_ingest
 from tests.conftest import product_shot_upload
+from tests.workers import start_worker as start_celery_worker
+from tests.workers import stop, wait_for
 from tryon.celery import app
 from tryon.models import TryOnJob, TryOnResult
 from tryon.services import tryon_job_create
 from tryon.tasks import tryon_job_run_task
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -45,7 +44,7 @@ def broker_url(tmp_path) -> str:
 @pytest.fixture
 def start_worker(broker_url, tiny_models_dir, tmp_path):
     """Start a generation worker process; all are stopped when the test ends."""
-    started: list[subprocess.Popen] = []
+    started = []
     env = {
         **os.environ,
         "DJANGO_DEBUG": "true",
@@ -59,19 +58,13 @@ def start_worker(broker_url, tiny_models_dir, tmp_path):
         "JOB_PROGRESS_INTERVAL": "0.2",
     }
 
-    def start(hostname: str) -> subprocess.Popen:
-        command = [sys.executable, "-m", "celery", "-A", "tryon", "worker", "--queues=generation"]
-        command += ["--pool=solo", "--loglevel=WARNING", f"--hostname={hostname}@%h"]
-        log = open(tmp_path / f"{hostname}-{len(started)}.log", "w")  # noqa: SIM115
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        started.append(process)
-        return process
+    def start(hostname: str):
+        log = tmp_path / f"{hostname}-{len(started)}.log"
+        started.append(start_celery_worker(env=env, hostname=hostname, log=log))
+        return started[-1]
 
     yield start
-    for process in started:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(30)
+    stop(started)
 
 
 @pytest.fixture
@@ -109,15 +102,6 @@ def _send(broker_url: str, job: TryOnJob) -> None:
         tryon_job_run_task.apply_async(args=[str(job.pk)], connection=broker, queue="generation")
 
 
-def _wait_for(condition, seconds: float, processes=()) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        for process in processes:
-            assert process.poll() is None, "a worker died"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-
-
 def _result_files() -> list[Path]:
     root = Path(settings.PRIVATE_MEDIA_ROOT)
     return [p for folder in ("results", "maps") for p in (root / folder).glob("*") if p.is_file()]
@@ -129,15 +113,13 @@ def test_a_job_whose_worker_is_killed_finishes_once_on_the_restarted_worker(
     job = _model_shot(garment, merchant, steps=40, width=256, height=384)
     first = start_worker("gen")
     _send(broker_url, job)
-    _wait_for(
-        lambda: TryOnJob.objects.get(pk=job.pk).progress > 0.1, seconds=180, processes=[first]
-    )
+    wait_for(lambda: TryOnJob.objects.get(pk=job.pk).progress > 0.1, seconds=180, processes=[first])
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     assert TryOnJob.objects.get(pk=job.pk).status == TryOnJob.Status.RUNNING
 
     second = start_worker("gen")  # the same worker name: it knows the job is an orphan
-    _wait_for(
+    wait_for(
         lambda: TryOnJob.objects.get(pk=job.pk).status == TryOnJob.Status.SUCCEEDED,
         seconds=180,
         processes=[second],
@@ -156,7 +138,7 @@ def test_two_workers_fed_duplicate_messages_run_each_job_once(
     for job in jobs:
         _send(broker_url, job)
         _send(broker_url, job)  # as a broker redelivering after a lost acknowledgement would
-    _wait_for(
+    wait_for(
         lambda: TryOnJob.objects.filter(status=TryOnJob.Status.SUCCEEDED).count() == 4,
         seconds=240,
         processes=workers,

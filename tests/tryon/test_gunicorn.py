@@ -1,0 +1,193 @@
+"""The production web process: gunicorn with gunicorn.conf.py and the production settings,
+behind a (simulated) TLS proxy, serving the health check, whitenoise's static files and the API."""
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "shop.example.com"
+PROXIED = {"Host": HOST, "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _production_environment(work: Path, port: int) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WEB_"))}
+    return {
+        **clean,
+        "DJANGO_SETTINGS_MODULE": "tryon.settings",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "test-" + "k9Z" * 20,
+        "DJANGO_ALLOWED_HOSTS": HOST,
+        "DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": f"sqla+sqlite:///{work / 'broker.sqlite3'}",
+        "CELERY_RESULT_BACKEND": f"db+sqlite:///{work / 'results.sqlite3'}",
+        "CACHE_URL": f"filecache://{work / 'cache'}",
+        "STATIC_ROOT": str(work / "static"),
+        "MEDIA_ROOT": str(work / "media"),
+        "PRIVATE_MEDIA_ROOT": str(work / "private"),
+        "MODELS_DIR": str(work / "models"),
+        "WEB_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+        "WEB_ACCESS_LOG": str(work / "access.log"),
+    }
+
+
+def _start(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gunicorn"], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+
+
+def _stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def _get(port: int, path: str, headers: dict[str, str]):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def production_server(tmp_path):
+    """gunicorn on a free loopback port with the production settings, after migrate and
+    collectstatic; yields the port and the access log's path, then stops the server."""
+    port = _free_port()
+    env = _production_environment(tmp_path, port)
+    prepare = (
+        "import django; django.setup(); from django.core.management import call_command; "
+        "call_command('migrate', verbosity=0); call_command('collectstatic', '--noinput', "
+        "verbosity=0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", prepare], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    log = tmp_path / "gunicorn.log"
+    server = _start(env, log)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                _get(port, "/healthz", {"Host": HOST})
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        yield port, tmp_path / "access.log"
+    finally:
+        _stop(server)
+
+
+def test_gunicorn_serves_the_site_behind_a_tls_proxy(production_server):
+    port, access_log = production_server
+
+    # The health check answers over plain HTTP from inside (the proxy's or an orchestrator's
+    # probe), where everything else is sent to HTTPS.
+    status, _, body = _get(port, "/healthz", {"Host": HOST})
+    assert status == 200
+    assert json.loads(body)["checks"]["database"]["status"] == "ok"
+    status, headers, _ = _get(port, "/api/poses/", {"Host": HOST})
+    assert status == 301
+    assert headers["location"] == f"https://{HOST}/api/poses/"
+
+    # What the proxy forwards from an HTTPS client is answered, with HSTS.
+    status, headers, body = _get(port, "/api/poses/", PROXIED)
+    assert status == 200
+    assert "front_standing" in [pose["name"] for pose in json.loads(body)]
+    assert headers["strict-transport-security"].startswith("max-age=31536000")
+
+    # Static files come from whitenoise, out of what collectstatic wrote: compressed for a
+    # client that accepts it, with caching headers.
+    status, headers, body = _get(
+        port, "/static/css/site.css", {**PROXIED, "Accept-Encoding": "gzip"}
+    )
+    assert status == 200
+    assert headers["content-encoding"] == "gzip"
+    assert "public" in headers["cache-control"] and "max-age=" in headers["cache-control"]
+    assert "etag" in headers
+    plain = (ROOT / "static" / "css" / "site.css").read_bytes()
+    assert len(body) < len(plain)
+    status, headers, body = _get(port, "/static/css/site.css", PROXIED)
+    assert status == 200 and "content-encoding" not in headers
+    assert body == plain
+
+    # Thread workers keep the proxy's connection open between requests (sync workers close
+    # each one).
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for _ in range(2):
+            connection.request("GET", "/healthz", headers={"Host": HOST})
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200 and not response.will_close
+    finally:
+        connection.close()
+
+    # The access log names the client as the proxy saw it, not the proxy.
+    deadline = time.monotonic() + 5
+    while "/static/css/site.css" not in access_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "203.0.113.7 [" in access_log.read_text()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path):
+        super().__init__("localhost", timeout=10)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(str(self.path))
+
+
+def test_gunicorn_serves_on_a_unix_socket(tmp_path):
+    """A proxy on the same host may connect through a Unix socket, which the workers share
+    (each worker's own socket, as on TCP, cannot be bound to one path twice)."""
+    socket_path = tmp_path / "web.sock"
+    env = {**_production_environment(tmp_path, 0), "WEB_BIND": f"unix:{socket_path}"}
+    log = tmp_path / "gunicorn.log"
+    server = _start(env, log)
+    try:
+        deadline = time.monotonic() + 20
+        statuses = []
+        while len(statuses) < 4:  # enough to reach both workers
+            assert server.poll() is None, log.read_text()
+            connection = _UnixConnection(socket_path)
+            try:
+                connection.request("GET", "/healthz", headers={"Host": HOST})
+                statuses.append(connection.getresponse().status)
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            finally:
+                connection.close()
+        assert statuses == [200] * 4
+        assert "ERROR" not in log.read_text()
+    finally:
+        _stop(server)
