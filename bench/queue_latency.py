@@ -85,14 +85,13 @@ def _create_jobs(count: int) -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tryon.settings")
     django.setup()
-    from unittest import mock
 
     from django.contrib.auth import get_user_model
     from django.core.files.base import ContentFile
     from django.core.management import call_command
 
     from catalog.models import Garment
-    from catalog.services import garment_analyze, garment_ingest
+    from catalog.services import garment_ingest
     from pipelines.samples import draw_product_shot
     from tryon.models import TryOnJob
     from tryon.services import tryon_job_create
@@ -102,19 +101,17 @@ def _create_jobs(count: int) -> None:
     shot = draw_product_shot("tshirt", size=(384, 512))
     buffer = io.BytesIO()
     shot.image.save(buffer, format="PNG")
-    with mock.patch("catalog.tasks.garment_analyze.delay"):
-        garment = garment_ingest(
-            garment=Garment(
-                merchant=merchant,
-                title="Bench tee",
-                sku="BENCH",
-                category="upper",
-                price="1.00",
-                image=ContentFile(buffer.getvalue(), name="tee.png"),
-            )
-        )
-    garment_analyze(garment_id=garment.pk)
-    garment.refresh_from_db()
+    garment = garment_ingest(
+        garment=Garment(
+            merchant=merchant,
+            title="Bench tee",
+            sku="BENCH",
+            category="upper",
+            price="1.00",
+            image=ContentFile(buffer.getvalue(), name="tee.png"),
+        ),
+        analyse_now=True,
+    )
     waits = []
     for _ in range(count):
         job = tryon_job_create(

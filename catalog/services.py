@@ -31,14 +31,21 @@ def _enqueue_analysis(garment: Garment) -> None:
     transaction.on_commit(lambda: garment_analyze.delay(pk))
 
 
-def garment_ingest(*, garment: Garment) -> Garment:
-    """Store a new garment (merchant set, picture already cleaned) and queue its analysis."""
+def garment_ingest(*, garment: Garment, analyse_now: bool = False) -> Garment:
+    """Store a new garment (merchant set, picture already cleaned) and queue its analysis.
+
+    ``analyse_now`` runs the analysis in this process instead (scripts and benchmarks that run
+    without an analysis worker) and returns the garment with its results.
+    """
     garment.analysis_status = Garment.AnalysisStatus.PENDING
     garment.analysis_message = ""
     garment.full_clean()
     with transaction.atomic():
         garment.save()
-        _enqueue_analysis(garment)
+        if not analyse_now:
+            _enqueue_analysis(garment)
+    if analyse_now:
+        return garment_analyze(garment_id=garment.pk)
     return garment
 
 

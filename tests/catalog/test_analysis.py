@@ -148,3 +148,23 @@ def test_a_refused_sam_checkpoint_falls_back_to_the_classical_cut_out(settings, 
     garment = services.garment_analyze(garment_id=_garment().pk)
     assert garment.analysis_status == Garment.AnalysisStatus.DONE
     assert "sam_vit_b_01ec64.pth refused" in caplog.text
+
+
+@pytest.mark.django_db
+def test_ingest_can_analyse_in_process_without_queueing(
+    merchant, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as queued:
+        garment = services.garment_ingest(
+            garment=Garment(
+                merchant=merchant,
+                title="Script tee",
+                sku="SCRIPT-1",
+                category="upper",
+                price="5.00",
+                image=product_shot_upload(),
+            ),
+            analyse_now=True,
+        )
+    assert queued == []  # no analysis task for a worker
+    assert garment.analysis_status == Garment.AnalysisStatus.DONE and garment.cutout

@@ -24,25 +24,23 @@ def main(threads: int) -> dict:
 
     from catalog.models import Garment
     from catalog.selectors import MERCHANTS_GROUP
-    from catalog.services import garment_analyze, garment_ingest
+    from catalog.services import garment_ingest
     from tests.conftest import product_shot_upload
     from tryon.services import TooManyActiveJobs, tryon_job_create
 
     merchant = User.objects.create_user("race-merchant")
     merchant.groups.add(Group.objects.get_or_create(name=MERCHANTS_GROUP)[0])
-    with mock.patch("catalog.tasks.garment_analyze.delay"):
-        garment = garment_ingest(
-            garment=Garment(
-                merchant=merchant,
-                title="Race tee",
-                sku="RACE-1",
-                category="upper",
-                price="10.00",
-                image=product_shot_upload(),
-            )
-        )
-    garment_analyze(garment_id=garment.pk)
-    garment.refresh_from_db()
+    garment = garment_ingest(
+        garment=Garment(
+            merchant=merchant,
+            title="Race tee",
+            sku="RACE-1",
+            category="upper",
+            price="10.00",
+            image=product_shot_upload(),
+        ),
+        analyse_now=True,
+    )
     connection.close()
 
     outcomes: list[str] = []
