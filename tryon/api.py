@@ -10,7 +10,6 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.db.models import Prefetch
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
@@ -248,21 +247,23 @@ class TryOnViewSet(
                     callback_url=data["callback_url"],
                 )
         photo = data.get("person_photo") or data.get("person_photo_base64")
-        # The session row is made outside the job's transaction: a refused job rolls back,
-        # and the session must survive that for the response to carry its cookie.
+        # The session row is made before the job's transaction: a refused job rolls back,
+        # and the session must survive that for the response to carry its cookie. The service
+        # opens that transaction itself, only around its writes, after the photo is cleaned and
+        # its pose checked: a transaction around all of it held SQLite's one write lock for
+        # that CPU work, and every other try-on request (and the workers' writes) waited.
         session_key = shopper_session_key(request)
-        with transaction.atomic():
-            job = services.tryon_job_create(
-                kind=TryOnJob.Kind.PHOTO,
-                garment=data["garment"],
-                extra_garments=data.get("extra_garments", []),
-                owner=user,
-                session_key=session_key,
-                person_photo=photo,
-                consent=data["consent"],
-                params=params,
-                callback_url=data["callback_url"],
-            )
+        job = services.tryon_job_create(
+            kind=TryOnJob.Kind.PHOTO,
+            garment=data["garment"],
+            extra_garments=data.get("extra_garments", []),
+            owner=user,
+            session_key=session_key,
+            person_photo=photo,
+            consent=data["consent"],
+            params=params,
+            callback_url=data["callback_url"],
+        )
         return [job]
 
     def perform_destroy(self, job):
