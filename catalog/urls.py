@@ -16,6 +16,11 @@ merchant_urlpatterns = (
         path("garments/<int:pk>/edit/", views.merchant_garment_edit, name="garment_edit"),
         path("garments/<int:pk>/delete/", views.merchant_garment_delete, name="garment_delete"),
         path("garments/<int:pk>/mask/", views.merchant_garment_mask, name="garment_mask"),
+        path(
+            "garments/<int:pk>/mask.png",
+            views.merchant_garment_mask_file,
+            name="garment_mask_file",
+        ),
         path("garments/<int:pk>/shots/", views.merchant_garment_shots, name="garment_shots"),
         path(
             "garments/<int:pk>/shots/photo/",

@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -153,6 +153,24 @@ def merchant_garment_mask(request, pk):
     }
     status = 400 if form.errors else 200
     return render(request, "merchant/garment_mask.html", context, status=status)
+
+
+@merchant_required
+@require_GET
+def merchant_garment_mask_file(request, pk):
+    """The saved mask, from this site's own address, for the painter's canvas.
+
+    The painter reads the mask's pixels; a browser refuses that for a picture from another
+    origin (the canvas is "tainted"), and with object storage ``garment.mask.url`` is the
+    bucket's address. Served here, the mask is same-origin wherever it is stored.
+    """
+    garment = _own_garment_or_404(request, pk)
+    if not garment.mask:
+        raise Http404("This garment has no mask yet.")
+    response = FileResponse(garment.mask.open("rb"), content_type="image/png")
+    # A new mask replaces it whenever the merchant saves: never reuse an old copy.
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 # --- model shots ---------------------------------------------------------------------------------

@@ -208,7 +208,8 @@ def test_the_painter_page_shows_the_picture_the_mask_and_labelled_tools(
     response = merchant_client.get(reverse("merchant:garment_mask", args=[analysed_garment.pk]))
     page = response.content.decode()
     assert response.status_code == 200
-    assert f'data-mask-url="{analysed_garment.mask.url}"' in page
+    mask_file = reverse("merchant:garment_mask_file", args=[analysed_garment.pk])
+    assert f'data-mask-url="{mask_file}"' in page
     assert f'src="{analysed_garment.image.url}"' in page
     assert '<canvas id="mask-canvas" width="384" height="512"' in page
     assert "aspect-ratio: 384 / 512" in page  # the stage has its size before the script runs
@@ -216,6 +217,28 @@ def test_the_painter_page_shows_the_picture_the_mask_and_labelled_tools(
         assert re.search(rf"<button[^>]*>{label}</button>", page), label
     assert re.search(r'<label class="tool-size">Size\s*<input type="range"', page)
     assert "js/mask_painter.js" in page
+
+
+def test_the_painter_reads_the_saved_mask_from_the_sites_own_address(
+    merchant_client, analysed_garment
+):
+    # A canvas may read the pixels of a same-origin picture only; the bucket's URL would not do.
+    response = merchant_client.get(
+        reverse("merchant:garment_mask_file", args=[analysed_garment.pk])
+    )
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+    assert response["Cache-Control"] == "private, no-store"
+    with analysed_garment.mask.open("rb") as stored:
+        assert b"".join(response.streaming_content) == stored.read()
+
+
+def test_a_garment_without_a_mask_has_no_mask_file(merchant_client, analysed_garment):
+    Garment.objects.filter(pk=analysed_garment.pk).update(mask="")
+    url = reverse("merchant:garment_mask_file", args=[analysed_garment.pk])
+    assert merchant_client.get(url).status_code == 404
+    page = merchant_client.get(reverse("merchant:garment_mask", args=[analysed_garment.pk]))
+    assert 'data-mask-url=""' in page.content.decode()
 
 
 def test_saving_a_painted_mask_through_the_page(
@@ -561,6 +584,7 @@ def test_rerun_makes_a_new_job_with_another_seed(merchant_client, merchant, anal
 def _urls(garment, job=None, result=None):
     urls = [
         ("get", reverse("merchant:garment_mask", args=[garment.pk])),
+        ("get", reverse("merchant:garment_mask_file", args=[garment.pk])),
         ("get", reverse("merchant:garment_shots", args=[garment.pk])),
         ("get", reverse("merchant:garment_gallery", args=[garment.pk])),
         ("get", reverse("merchant:garment_gallery_live", args=[garment.pk])),

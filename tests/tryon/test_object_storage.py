@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.core.files.base import ContentFile
 from django.urls import reverse
 
 from tests.factories import GarmentFactory, TryOnResultFactory
@@ -220,3 +221,19 @@ def test_a_published_model_shot_is_signed_for_anyone_and_cacheable(s3, client, a
     result_publish(result=result, user=result.job.garment.merchant)
     query = _signed(client.get(reverse("result_file", args=[result.pk, "image"])))
     assert query["response-cache-control"] == "public, max-age=300"
+
+
+@pytest.mark.django_db
+def test_the_mask_painter_reads_a_bucket_mask_from_the_sites_own_origin(
+    s3, merchant_client, merchant
+):
+    # A canvas cannot read the pixels of the bucket's picture (another origin, no CORS).
+    garment = GarmentFactory(merchant=merchant)
+    garment.mask.save("mask.png", ContentFile(b"\x89PNG a painted mask"))
+    assert garment.mask.url.startswith("https://shop-public.s3.amazonaws.com/")
+
+    page = merchant_client.get(reverse("merchant:garment_mask", args=[garment.pk]))
+    mask_file = reverse("merchant:garment_mask_file", args=[garment.pk])
+    assert f'data-mask-url="{mask_file}"' in page.content.decode()
+    response = merchant_client.get(mask_file)
+    assert b"".join(response.streaming_content) == b"\x89PNG a painted mask"
