@@ -272,8 +272,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # How often a worker looks for new jobs on the embedded SQLite broker (tryon/broker.py).
 SQL_BROKER_POLLING_INTERVAL = env.float("SQL_BROKER_POLLING_INTERVAL", default=0.2)
 # Garment analysis (CPU, seconds) and generation (GPU, a minute) never wait behind each other.
+# Callbacks are HTTP requests to merchants' servers (up to 10 s each, retried): CPU workers
+# deliver them, so a slow receiver never keeps a GPU idle. An exact name beats the pattern.
 CELERY_TASK_DEFAULT_QUEUE = "analysis"
-CELERY_TASK_ROUTES = {"tryon.tasks.*": {"queue": "generation"}}
+CELERY_TASK_ROUTES = {
+    "tryon.tasks.job_callback_task": {"queue": "analysis"},
+    "tryon.tasks.*": {"queue": "generation"},
+}
 # A worker writes a heartbeat row this often; /healthz calls a worker "ok" if seen within
 # WORKER_STALE_AFTER seconds.
 WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=10)
@@ -290,6 +295,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 24,
     "EXCEPTION_HANDLER": "tryon.api_errors.exception_handler",
+    # No proxy (a developer's machine): the connection's own address; X-Forwarded-For, which
+    # anyone can send, is ignored. Production behind a proxy sets 1 (below).
+    "NUM_PROXIES": 0,
     "DEFAULT_THROTTLE_CLASSES": ["tryon.api_errors.ScopedByMethodThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         # Reading is cheap: polling a job's status once a second stays well inside it.
@@ -327,6 +335,10 @@ if not DEBUG:
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probed over plain HTTP from inside
     if env.bool("DJANGO_BEHIND_PROXY", default=True):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+        # Anonymous clients' rate limits are keyed on their address: the last one in
+        # X-Forwarded-For, the one our proxy added. Anything before it is the client's own
+        # say, which would let it pick a fresh budget per request.
+        REST_FRAMEWORK["NUM_PROXIES"] = 1
     # A year of HSTS, subdomains and preload included; lower DJANGO_HSTS_SECONDS while trying.
     SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=365 * 24 * 3600)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_SUBDOMAINS", default=True)

@@ -91,3 +91,18 @@ def test_callback_addresses_into_private_networks_are_refused(analysed_garment, 
     with pytest.raises(ValidationError) as caught:
         _job(analysed_garment, url)
     assert "callback_url" in caught.value.message_dict
+
+
+@pytest.mark.parametrize(
+    ("task", "queue"),
+    [
+        ("tryon.tasks.tryon_job_run_task", "generation"),
+        ("tryon.tasks.job_callback_task", "analysis"),  # HTTP to the merchant: not on a GPU
+        ("catalog.tasks.garment_analyze", "analysis"),
+        ("catalog.tasks.garment_mask_apply", "analysis"),
+    ],
+)
+def test_each_task_goes_to_the_queue_of_the_workers_meant_for_it(task, queue):
+    from tryon.celery import app
+
+    assert app.amqp.router.route({}, task)["queue"].name == queue

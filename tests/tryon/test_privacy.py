@@ -236,6 +236,28 @@ def test_the_api_write_path_answers_429_after_the_limit_and_the_form_shares_it(
     assert form.status_code == 429
 
 
+def test_an_anonymous_client_cannot_pick_a_fresh_budget_with_x_forwarded_for(
+    client, two_writes_a_minute
+):
+    # No proxy in front (a developer's machine): the header is the client's say, ignored.
+    for spoofed in ("198.51.100.1", "198.51.100.2"):
+        assert client.post("/api/tryons/", {}, HTTP_X_FORWARDED_FOR=spoofed).status_code == 400
+    refused = client.post("/api/tryons/", {}, HTTP_X_FORWARDED_FOR="198.51.100.3")
+    assert refused.status_code == 429
+
+
+def test_behind_the_proxy_the_address_it_added_is_the_clients(
+    client, settings, two_writes_a_minute
+):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    # The proxy appends the address it saw; what comes before it is the client's own say.
+    for spoofed in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
+        sent = client.post("/api/tryons/", {}, HTTP_X_FORWARDED_FOR=f"{spoofed}, 203.0.113.7")
+    assert sent.status_code == 429
+    other = client.post("/api/tryons/", {}, HTTP_X_FORWARDED_FOR="203.0.113.8")
+    assert other.status_code == 400  # another shopper behind the same proxy
+
+
 def test_the_try_on_form_answers_429_with_a_readable_page_after_the_limit(
     client, analysed_garment, settings, two_writes_a_minute
 ):

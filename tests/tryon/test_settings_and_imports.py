@@ -89,6 +89,25 @@ def test_production_settings_pass_the_deploy_check_with_three_variables():
     assert statuses == "301 200"  # plain HTTP is sent to HTTPS; the proxy's HTTPS is trusted
 
 
+def test_production_trusts_one_proxys_address_in_x_forwarded_for():
+    production = {
+        "DJANGO_SETTINGS_MODULE": "tryon.settings",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "DJANGO_ALLOWED_HOSTS": "shop.example.com",
+    }
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.REST_FRAMEWORK['NUM_PROXIES'])"
+    )
+    assert _python(code, **production).stdout.strip() == "1"
+    assert _python(code, **production, DJANGO_BEHIND_PROXY="false").stdout.strip() == "0"
+    assert (
+        _python(code, DJANGO_SETTINGS_MODULE="tryon.settings", DJANGO_DEBUG="true").stdout.strip()
+        == "0"
+    )
+
+
 def test_the_web_process_never_imports_torch(tmp_path):
     code = (
         "import sys\n"
