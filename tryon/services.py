@@ -144,11 +144,12 @@ def _check_params(params: dict | None, category: str | None):
 
 
 def _check_pose(photo: ContentFile, category: str) -> None:
-    from pipelines.person import analyze_person, check_pose_usable
+    # The body's keypoints decide; hands, face and silhouette wait for the worker.
+    from pipelines.person import check_pose_usable, detect_body
 
     with Image.open(io.BytesIO(photo.read())) as picture:
         try:
-            check_pose_usable(analyze_person(picture.convert("RGB")), category)
+            check_pose_usable(detect_body(picture.convert("RGB")), category)
         except InvalidInputError as error:
             raise ValidationError({"person_photo": [error.message]}) from None
     photo.seek(0)

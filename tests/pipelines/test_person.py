@@ -22,6 +22,7 @@ from pipelines.errors import InvalidInputError
 from pipelines.person import (
     analyze_person,
     check_pose_usable,
+    detect_body,
     person_from_keypoints,
     render_openpose,
 )
@@ -244,6 +245,29 @@ def test_a_head_and_shoulders_photo_suits_tops_but_not_bottoms(analyses, photo):
         assert raised.value.argument == "person_photo"
         assert "right hip" in str(raised.value) and "left hip" in str(raised.value)
         assert "shoulder" not in str(raised.value).split("not found:")[1]
+
+
+@pytest.mark.parametrize("photo", ["astronaut", "grace_hopper"])
+def test_the_body_alone_is_the_full_analysis_body_and_decides_the_same(
+    photos, analyses, photo, monkeypatch
+):
+    # The web's pre-check: the pose graph only; the hands and face graphs are never asked.
+    for graph in ("_hands_graph", "_face_graph", "_selfie_graph"):
+        monkeypatch.setattr(person_module, graph, lambda: pytest.fail("not the body's graph"))
+    body = detect_body(photos[photo])
+    full = analyses[photo]
+    assert (body.width, body.height) == (full.width, full.height)
+    assert body.face == () and body.right_hand == () and body.silhouette is None
+    for part in ("r_shoulder", "l_shoulder", "r_hip", "l_hip", "r_elbow", "l_elbow"):
+        assert body.point(part, 0.0) == full.point(part, 0.0), part
+    check_pose_usable(body, "upper")
+    with pytest.raises(InvalidInputError, match="no usable pose"):
+        check_pose_usable(body, "lower")
+
+
+def test_the_body_alone_refuses_a_photo_with_nobody_in_it():
+    with pytest.raises(InvalidInputError, match="no person found"):
+        detect_body(Image.new("RGB", (512, 512), (128, 128, 128)))
 
 
 def _preset_body_without(*names: str) -> list[tuple[float, float, float]]:

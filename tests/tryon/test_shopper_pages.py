@@ -107,6 +107,20 @@ def test_refusals_are_shown_in_place_and_nothing_is_stored(client, garment, sett
     assert not TryOnJob.objects.exists() and _private_files(settings) == []
 
 
+def test_the_web_checks_the_pose_with_the_body_graph_alone(client, garment, monkeypatch):
+    # Hands, face and silhouette are the worker's business: the web process never runs them.
+    from pipelines import person
+
+    for graph in ("_hands_graph", "_face_graph", "_selfie_graph"):
+        monkeypatch.setattr(person, graph, lambda: pytest.fail("the web ran more than the pose"))
+    response = client.post(
+        reverse("tryon:create", args=[garment.pk]),
+        {"person_photo": photo_upload(), "consent": "on"},
+    )
+    assert response.status_code == 302
+    assert TryOnJob.objects.count() == 1
+
+
 def test_another_garment_reuses_thephoto_upload(
     client, garment, merchant, django_capture_on_commit_callbacks
 ):
