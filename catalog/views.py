@@ -346,7 +346,18 @@ def merchant_job_discard(request, pk, job_id):
 @merchant_required
 @require_POST
 def merchant_job_rerun(request, pk, job_id):
-    """The same request again with a new random seed (a new job; the old one stays)."""
+    """The same request again with a new random seed (a new job; the old one stays).
+
+    A re-run is a new job: it spends the same write budget and counts against the same cap of
+    active model shots as the shots form.
+    """
     garment = _own_garment_or_404(request, pk)
-    tryon_services.tryon_job_rerun(job=_own_job_or_404(request, garment, job_id), new_seed=True)
+    job = _own_job_or_404(request, garment, job_id)
+    wait = form_throttle_wait(request)
+    if wait is not None:
+        return _after_action(request, garment, too_fast_message(wait), error=True)
+    try:
+        tryon_services.tryon_job_rerun(job=job, new_seed=True)
+    except tryon_services.TooManyActiveJobs as refused:
+        return _after_action(request, garment, f"Not queued: {refused}.", error=True)
     return _after_action(request, garment, "A new variation with another seed is on its way.")

@@ -8,7 +8,7 @@ decides whether to emit the ``<img>`` (by the same selector), so rendering a pag
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db import transaction
 from django.db.models import Prefetch
@@ -291,12 +291,24 @@ class TryOnJobAdmin(_ViewerAware, _ReadOnlyDetail, admin.ModelAdmin):
         self._rerun(request, queryset, new_seed=True)
 
     def _rerun(self, request, queryset, *, new_seed: bool):
-        count = 0
+        count, refused = 0, []
         for job in queryset:
-            services.tryon_job_rerun(job=job, new_seed=new_seed)
-            count += 1
+            try:
+                services.tryon_job_rerun(job=job, new_seed=new_seed)
+            except services.TooManyActiveJobs:
+                refused.append(str(job.pk))
+            else:
+                count += 1
         how = "with a new seed" if new_seed else "with the same parameters"
-        self.message_user(request, f"{count} job(s) queued again {how}.")
+        if count:
+            self.message_user(request, f"{count} job(s) queued again {how}.")
+        if refused:
+            self.message_user(
+                request,
+                f"{len(refused)} not queued: their owner already has as many jobs waiting or "
+                f"running as allowed ({', '.join(refused)}).",
+                level=messages.WARNING,
+            )
 
     def get_deleted_objects(self, objs, request):
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)

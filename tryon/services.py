@@ -445,7 +445,8 @@ def tryon_job_rerun(*, job: TryOnJob, new_seed: bool) -> TryOnJob:
 
     The copy gets its own copies of the input files (a photo, an inpaint's mask and control
     pictures), so deleting either job leaves the other whole; its photo keeps the original's
-    upload time, so the copy is purged with it.
+    upload time, so the copy is purged with it. Raises ``TooManyActiveJobs`` when the owner is
+    at the active-job cap, as a new request would.
     """
     params = dict(job.params)
     if new_seed:
@@ -466,6 +467,7 @@ def tryon_job_rerun(*, job: TryOnJob, new_seed: bool) -> TryOnJob:
         photo_uploaded_at=_photo_uploaded_at(job) if job.person_photo else None,
     )
     with transaction.atomic():
+        _claim_a_slot(copy)
         for name in INPUT_FILE_FIELDS:
             original = getattr(job, name)
             if original:

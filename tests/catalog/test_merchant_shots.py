@@ -578,6 +578,34 @@ def test_rerun_makes_a_new_job_with_another_seed(merchant_client, merchant, anal
     assert TryOnJob.objects.filter(pk=result.job.pk).exists()
 
 
+def test_rerun_counts_against_the_cap_of_active_model_shots(
+    merchant_client, analysed_garment, settings
+):
+    settings.MAX_ACTIVE_MODEL_SHOTS = 1
+    result = _result(analysed_garment)  # finished: not active
+    url = reverse("merchant:job_rerun", args=[analysed_garment.pk, result.job.pk])
+    assert merchant_client.post(url).status_code == 302
+    assert TryOnJob.objects.filter(status="queued").count() == 1
+    refused = merchant_client.post(url, HTTP_HX_REQUEST="true")
+    assert "Not queued: you already have 1 model shots waiting or running" in (
+        refused.content.decode()
+    )
+    assert TryOnJob.objects.count() == 2
+
+
+def test_rerun_spends_the_write_budget(merchant_client, analysed_garment, monkeypatch):
+    from tryon.api_errors import ScopedByMethodThrottle
+
+    monkeypatch.setattr(ScopedByMethodThrottle, "THROTTLE_RATES", {"read": None, "write": "2/min"})
+    result = _result(analysed_garment)
+    url = reverse("merchant:job_rerun", args=[analysed_garment.pk, result.job.pk])
+    for _ in range(2):
+        merchant_client.post(url)
+    refused = merchant_client.post(url, HTTP_HX_REQUEST="true")
+    assert "faster than allowed" in refused.content.decode()
+    assert TryOnJob.objects.count() == 3
+
+
 # --- who may do what ------------------------------------------------------------------------------
 
 

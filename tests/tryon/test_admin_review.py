@@ -413,6 +413,21 @@ def test_bulk_reject_unpublishes(staff_client, admin_user):
 # --- job actions ---------------------------------------------------------------------------------
 
 
+def test_a_rerun_past_the_owners_cap_is_refused_and_said(staff_client, settings):
+    settings.MAX_ACTIVE_MODEL_SHOTS = 1
+    original = TryOnJobFactory(status=Status.SUCCEEDED)
+    TryOnJobFactory(garment=original.garment, status=Status.QUEUED)
+    response = staff_client.post(
+        reverse("admin:tryon_tryonjob_changelist"),
+        {"action": "rerun_same", "_selected_action": [original.pk], "index": "0"},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "queued again" not in page
+    assert "1 not queued: their owner already has as many jobs waiting or running" in page
+    assert TryOnJob.objects.count() == 2
+
+
 @pytest.mark.parametrize(("action", "new_seed"), [("rerun_same", False), ("rerun_new_seed", True)])
 def test_rerun_actions_queue_new_jobs(
     staff_client, action, new_seed, django_capture_on_commit_callbacks
