@@ -129,14 +129,11 @@ def _setup() -> None:
     from unittest import mock
 
     from django.contrib.auth import get_user_model
-    from django.core.files.base import ContentFile
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.core.management import call_command
     from rest_framework.authtoken.models import Token
 
-    from catalog.models import Garment
-    from catalog.services import garment_ingest
-    from pipelines.samples import draw_product_shot
+    from catalog.demo import analysed_tee
     from tryon.models import TryOnJob
     from tryon.services import tryon_job_create, tryon_job_run
 
@@ -144,20 +141,7 @@ def _setup() -> None:
     call_command("collectstatic", "--noinput", verbosity=0)
     users = get_user_model().objects
     merchant = users.create_user("bench-merchant")
-    shot = draw_product_shot("tshirt", size=(384, 512))
-    buffer = io.BytesIO()
-    shot.image.save(buffer, format="PNG")
-    garment = garment_ingest(
-        garment=Garment(
-            merchant=merchant,
-            title="Bench tee",
-            sku="BENCH",
-            category="upper",
-            price="1.00",
-            image=ContentFile(buffer.getvalue(), name="tee.png"),
-        ),
-        analyse_now=True,
-    )
+    garment = analysed_tee(merchant, title="Bench tee", sku="BENCH")
 
     # One real try-on, run by the preview engine; the other shoppers get copies of its rows
     # (sharing its files), which is all the status endpoint reads.

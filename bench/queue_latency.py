@@ -10,7 +10,6 @@ The embedded broker is polled: kombu's SQLAlchemy transport looks for new messag
 pushes messages to a blocked worker. Last stdout line: one JSON object.
 """
 
-import io
 import json
 import os
 import shutil
@@ -87,31 +86,15 @@ def _create_jobs(count: int) -> None:
     django.setup()
 
     from django.contrib.auth import get_user_model
-    from django.core.files.base import ContentFile
     from django.core.management import call_command
 
-    from catalog.models import Garment
-    from catalog.services import garment_ingest
-    from pipelines.samples import draw_product_shot
+    from catalog.demo import analysed_tee
     from tryon.models import TryOnJob
     from tryon.services import tryon_job_create
 
     call_command("migrate", verbosity=0)
     merchant = get_user_model().objects.create_user("bench-merchant")
-    shot = draw_product_shot("tshirt", size=(384, 512))
-    buffer = io.BytesIO()
-    shot.image.save(buffer, format="PNG")
-    garment = garment_ingest(
-        garment=Garment(
-            merchant=merchant,
-            title="Bench tee",
-            sku="BENCH",
-            category="upper",
-            price="1.00",
-            image=ContentFile(buffer.getvalue(), name="tee.png"),
-        ),
-        analyse_now=True,
-    )
+    garment = analysed_tee(merchant, title="Bench tee", sku="BENCH")
     waits = []
     for _ in range(count):
         job = tryon_job_create(

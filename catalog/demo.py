@@ -1,4 +1,5 @@
-"""The demo catalog ``seed_demo`` creates: who signs in, and which garments they sell."""
+"""The demo catalog ``seed_demo`` creates: who signs in, and which garments they sell; and
+``analysed_tee``, the one drawn garment that scripts and benchmarks need."""
 
 import io
 import secrets
@@ -125,6 +126,21 @@ def _user_with_new_password(username: str, **flags):
     user.set_password(password)
     user.save()
     return user, password
+
+
+def analysed_tee(merchant, *, title: str = "Drawn tee", sku: str = "TEE") -> Garment:
+    """A T-shirt drawn as a product shot, ingested for ``merchant`` and analysed in this
+    process (no worker needed): for benchmarks and scripts that need a garment to try on."""
+    shot = draw_product_shot("tshirt", size=(384, 512))
+    garment = Garment(
+        merchant=merchant,
+        title=title,
+        sku=sku,
+        category=shot.category,
+        price=Decimal("1.00"),
+        image=ContentFile(_png(shot.image), name=f"{sku.lower()}.png"),
+    )
+    return services.garment_ingest(garment=garment, analyse_now=True)
 
 
 @transaction.atomic

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
 
-from catalog.demo import DEMO_GARMENTS, DEMO_MERCHANT, DEMO_STAFF
+from catalog.demo import DEMO_GARMENTS, DEMO_MERCHANT, DEMO_STAFF, analysed_tee
 from catalog.models import Garment
 from catalog.selectors import is_merchant
 
@@ -62,3 +62,12 @@ def test_seed_demo_reanalyses_demo_garments_left_without_analysis(
         _run(settings, capsys)
     statuses = set(Garment.objects.values_list("analysis_status", flat=True))
     assert statuses == {"done"}
+
+
+def test_the_scripts_tee_is_analysed_in_process(merchant, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as queued:
+        tee = analysed_tee(merchant, title="Bench tee", sku="BENCH")
+    assert queued == []  # the benchmarks run no analysis worker
+    assert (tee.title, tee.sku, tee.category) == ("Bench tee", "BENCH", "upper")
+    assert tee.analysis_status == Garment.AnalysisStatus.DONE
+    assert tee.cutout and tee.mask and tee.canny

@@ -22,25 +22,13 @@ def main(threads: int) -> dict:
     from django.contrib.auth.models import Group, User
     from django.db import connection
 
-    from catalog.models import Garment
+    from catalog.demo import analysed_tee
     from catalog.selectors import MERCHANTS_GROUP
-    from catalog.services import garment_ingest
-    from tests.conftest import product_shot_upload
     from tryon.services import TooManyActiveJobs, tryon_job_create
 
     merchant = User.objects.create_user("race-merchant")
     merchant.groups.add(Group.objects.get_or_create(name=MERCHANTS_GROUP)[0])
-    garment = garment_ingest(
-        garment=Garment(
-            merchant=merchant,
-            title="Race tee",
-            sku="RACE-1",
-            category="upper",
-            price="10.00",
-            image=product_shot_upload(),
-        ),
-        analyse_now=True,
-    )
+    garment = analysed_tee(merchant, title="Race tee", sku="RACE-1")
     connection.close()
 
     outcomes: list[str] = []
