@@ -186,7 +186,7 @@ class TryOnJobAdmin(_ViewerAware, _ReadOnlyDetail, admin.ModelAdmin):
                 )
             },
         ),
-        ("Error", {"fields": ("error_type", "error_message")}),
+        ("Outcome", {"fields": ("error_type", "error_message", "notice")}),
         ("Timings", {"fields": ("created_at", "started_at", "finished_at", "timings_view")}),
         ("Results", {"fields": ("results_view",)}),
     )

@@ -83,7 +83,7 @@ class JobSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
             "id", "kind", "status", "progress", "step", "preview", "person_photo", "garment",
             "extra_garments", "pose", "scene", "scene_text", "model_attributes", "params",
             "engine", "batch", "batch_jobs", "attempts", "error_type", "error_message",
-            "results", "created_at", "started_at", "finished_at",
+            "notice", "results", "created_at", "started_at", "finished_at",
         ]  # fmt: skip
 
     def get_person_photo(self, job) -> str | None:

@@ -112,6 +112,8 @@ class TryOnJob(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     error_type = models.CharField(max_length=60, blank=True)
     error_message = models.TextField(blank=True)
+    # What a job that succeeded wants its owner to know (pictures the content filter withheld).
+    notice = models.TextField(blank=True)
     worker = models.CharField(max_length=255, blank=True)
     heartbeat = models.DateTimeField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True)

@@ -161,6 +161,8 @@ def _images_response(payload: dict, jobs: list[TryOnJob]) -> Response:
         "all_seeds": seeds,
         "infotexts": infotexts,
         "job_ids": [str(job.pk) for job in jobs],
+        # Not the WebUI's: why fewer pictures came back than were asked for, if they did.
+        "notices": [job.notice for job in jobs if job.notice],
     }
     return Response({"images": images, "parameters": payload, "info": json.dumps(info)})
 

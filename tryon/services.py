@@ -867,6 +867,18 @@ def _discard_preview(job: TryOnJob) -> None:
             delete_files_on_commit([job.preview])
 
 
+def withheld_notice(withheld: int, kept) -> str:
+    """What the owner is told when the content filter held back some of a job's pictures."""
+    if not withheld:
+        return ""
+    asked = withheld + len(kept)
+    verb = "was" if withheld == 1 else "were"
+    return (
+        f"{withheld} of {asked} pictures {verb} withheld by the content filter; "
+        "try another seed or other words for more."
+    )
+
+
 def _store_results(job: TryOnJob, output) -> None:
     """Save the pictures and maps and mark the job done, unless this claim was lost."""
     maps = {name: png_file(picture, name).read() for name, picture in output.maps.items()}
@@ -875,7 +887,9 @@ def _store_results(job: TryOnJob, output) -> None:
         with transaction.atomic():
             if not _finish(job, Status.SUCCEEDED):
                 return  # cancelled, deleted or taken over meanwhile: nothing of ours is stored
-            TryOnJob.objects.filter(pk=job.pk).update(timings=output.timings_ms)
+            TryOnJob.objects.filter(pk=job.pk).update(
+                timings=output.timings_ms, notice=withheld_notice(output.withheld, output.images)
+            )
             for index, generated in enumerate(output.images):
                 saved += _store_result(job, index, generated, maps)
             TryOnResult.objects.filter(job=job, index__gte=len(output.images)).delete()

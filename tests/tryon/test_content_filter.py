@@ -1,16 +1,18 @@
 """The NSFW filter in a job's life (TRYON_CONTENT_FILTER): a refused photo or an all-withheld
-result fails the job with a message and leaves no generated picture on disk."""
+result fails the job with a message and leaves no generated picture on disk; a partly withheld
+batch succeeds and says how many pictures were held back."""
 
 import shutil
 
 import pytest
+from rest_framework.authtoken.models import Token
 
-from pipelines.safety import SAFETY_FOLDER
+from pipelines.safety import SAFETY_FOLDER, SafetyChecker
 from tests.conftest import photo_upload
 from tests.pipelines.test_safety import FLAG_EVERYTHING, FLAG_NOTHING, make_safety_checker
 from tests.tryon.test_settings_and_imports import _python
 from tryon.models import TryOnJob, TryOnResult
-from tryon.services import tryon_job_create
+from tryon.services import tryon_job_create, withheld_notice
 
 pytestmark = pytest.mark.django_db
 FAST = {"steps": 2, "width": 128, "height": 192, "seed": 5}
@@ -96,6 +98,38 @@ def test_results_the_filter_passes_are_stored(
 
     assert job.status == TryOnJob.Status.SUCCEEDED, job.error_message
     assert job.results.count() == 1 and "filter_output" in job.timings
+
+
+def test_a_partly_withheld_batch_succeeds_and_tells_its_owner_how_many(
+    analysed_garment, install, monkeypatch, django_capture_on_commit_callbacks, client
+):
+    install(FLAG_NOTHING)
+    # The first picture of a batch is flagged; a lone picture (an input) is not.
+    monkeypatch.setattr(
+        SafetyChecker,
+        "flags",
+        lambda self, images: [len(images) > 1 and i == 0 for i in range(len(images))],
+    )
+    job = _run(
+        django_capture_on_commit_callbacks,
+        kind="model_shot",
+        garment=analysed_garment,
+        owner=analysed_garment.merchant,
+        params={**FAST, "batch_size": 3},
+    )
+
+    assert job.status == TryOnJob.Status.SUCCEEDED, job.error_message
+    assert job.results.count() == 2
+    notice = "1 of 3 pictures was withheld by the content filter; try another seed or other words"
+    assert job.notice.startswith(notice)
+    token = Token.objects.create(user=analysed_garment.merchant)
+    shown = client.get(f"/api/tryons/{job.pk}/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert shown.json()["notice"] == job.notice
+
+
+def test_a_notice_counts_what_was_withheld():
+    assert withheld_notice(0, ["kept"]) == ""
+    assert withheld_notice(2, ["kept"]).startswith("2 of 3 pictures were withheld")
 
 
 def test_tryon_content_filter_off_skips_the_installed_filter(

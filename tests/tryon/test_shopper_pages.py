@@ -9,7 +9,7 @@ from PIL import Image
 
 from catalog.models import Garment
 from tests.conftest import photo_upload
-from tests.factories import TryOnJobFactory, UserFactory
+from tests.factories import TryOnJobFactory, TryOnResultFactory, UserFactory
 from tryon.models import TryOnJob
 
 pytestmark = pytest.mark.django_db
@@ -86,6 +86,24 @@ def test_the_status_part_polls_only_while_the_job_is_active(client, garment):
     TryOnJob.objects.filter(pk=job.pk).update(status="failed", error_message="no weights")
     part = client.get(reverse("tryon:job_status", args=[job.pk])).content.decode()
     assert "hx-trigger" not in part and "no weights" in part
+
+
+def test_a_finished_try_on_shows_its_notice(client, garment):
+    client.get("/")
+    session = client.session
+    session.save()
+    job = TryOnJobFactory(
+        kind="photo",
+        garment=garment,
+        owner=None,
+        session_key=session.session_key,
+        person_photo=photo_upload(),
+        status="succeeded",
+        notice="1 of 2 pictures was withheld by the content filter.",
+    )
+    TryOnResultFactory(job=job)
+    part = client.get(reverse("tryon:job_status", args=[job.pk])).content.decode()
+    assert '<p class="message" role="status">1 of 2 pictures was withheld' in part
 
 
 def test_refusals_are_shown_in_place_and_nothing_is_stored(client, garment, settings):
