@@ -68,18 +68,19 @@ def test_a_shopper_tries_on_follows_and_deletes(
     assert not TryOnJob.objects.exists() and _private_files(settings) == []
 
 
-def test_the_status_part_polls_only_while_the_job_is_active(client, garment):
+def _anonymous_shoppers_job(client, garment, **fields) -> TryOnJob:
+    """A photo try-on owned by ``client``'s browser session, as a visitor's is."""
     client.get("/")
     session = client.session
     session.save()
-    job = TryOnJobFactory(
-        kind="photo",
-        garment=garment,
-        owner=None,
-        session_key=session.session_key,
-        status="running",
-        progress=0.4,
-        step="image 1/1: step 8/20",
+    return TryOnJobFactory(
+        kind="photo", garment=garment, owner=None, session_key=session.session_key, **fields
+    )
+
+
+def test_the_status_part_polls_only_while_the_job_is_active(client, garment):
+    job = _anonymous_shoppers_job(
+        client, garment, status="running", progress=0.4, step="image 1/1: step 8/20"
     )
     part = client.get(reverse("tryon:job_status", args=[job.pk])).content.decode()
     assert 'hx-trigger="every 1s"' in part and "step 8/20" in part and 'value="40"' in part
@@ -89,14 +90,9 @@ def test_the_status_part_polls_only_while_the_job_is_active(client, garment):
 
 
 def test_a_finished_try_on_shows_its_notice(client, garment):
-    client.get("/")
-    session = client.session
-    session.save()
-    job = TryOnJobFactory(
-        kind="photo",
-        garment=garment,
-        owner=None,
-        session_key=session.session_key,
+    job = _anonymous_shoppers_job(
+        client,
+        garment,
         person_photo=photo_upload(),
         status="succeeded",
         notice="1 of 2 pictures was withheld by the content filter.",
