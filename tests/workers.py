@@ -22,6 +22,19 @@ def start_worker(
     return process
 
 
+def run_worker_to_exit(env: dict) -> subprocess.CompletedProcess:
+    """``celery -A tryon worker`` run with ``env`` until it exits: for the start-up checks that
+    must stop a worker before it does anything."""
+    return subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "tryon", "worker", "--pool=solo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def stop(processes) -> None:
     processes = list(processes)
     for process in processes:

@@ -21,21 +21,6 @@ _use_polling_sql_transport()
 app.autodiscover_tasks()
 
 
-@signals.celeryd_init.connect
-def _refuse_unsafe_model_loading(**kwargs):
-    """A worker loads model files: it does not start where torch would unpickle them fully.
-
-    Celery logs and swallows a signal handler's exceptions, so this one exits the process.
-    """
-    from pipelines.errors import PipelineError
-    from pipelines.registry import check_safe_loading_environment
-
-    try:
-        check_safe_loading_environment()
-    except PipelineError as error:
-        raise SystemExit(f"error: the worker does not start: {error}") from None
-
-
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
 # What kombu's Redis transport uses when no visibility_timeout is given.
 KOMBU_REDIS_VISIBILITY_TIMEOUT = 3600
@@ -60,13 +45,24 @@ def broker_visibility_problem(broker_url: str, transport_options: dict, job_dead
 
 
 @signals.celeryd_init.connect
-def _refuse_short_visibility_timeout(**kwargs):
-    """Celery logs and swallows a signal handler's exceptions, so this one exits the process."""
+def _refuse_to_start_where_unsafe(**kwargs):
+    """A worker does not start where torch would unpickle model files fully, nor where Redis
+    could hand a running job to a second worker.
+
+    Celery logs and swallows a signal handler's exceptions, so this one exits the process.
+    """
     from django.conf import settings
 
-    problem = broker_visibility_problem(
-        app.conf.broker_url, app.conf.broker_transport_options, settings.JOB_DEADLINE
-    )
+    from pipelines.errors import PipelineError
+    from pipelines.registry import check_safe_loading_environment
+
+    try:
+        check_safe_loading_environment()
+        problem = broker_visibility_problem(
+            app.conf.broker_url, app.conf.broker_transport_options, settings.JOB_DEADLINE
+        )
+    except PipelineError as error:
+        problem = str(error)
     if problem:
         raise SystemExit(f"error: the worker does not start: {problem}")
 

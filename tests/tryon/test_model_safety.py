@@ -5,8 +5,6 @@ unpickle checkpoints fully."""
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from pipelines.registry import (
     scan_models,
 )
 from tests.pipelines.test_model_safety import evil_models_dir
+from tests.workers import run_worker_to_exit
 from tryon.models import TryOnJob
 from tryon.services import model_shot_batch_create
 
@@ -205,14 +204,7 @@ def test_a_worker_does_not_start_while_torch_is_told_to_unpickle_fully(tmp_path)
         "CELERY_RESULT_BACKEND": f"db+sqlite:///{tmp_path / 'results.sqlite3'}",
         NO_WEIGHTS_ONLY_VARIABLE: "true",
     }
-    worker = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "tryon", "worker", "--pool=solo"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    worker = run_worker_to_exit(env)
     assert worker.returncode != 0
     assert f"the worker does not start: {NO_WEIGHTS_ONLY_VARIABLE}=true is set" in worker.stderr
     assert not (tmp_path / "broker.sqlite3").exists()  # it stopped before reaching the broker

@@ -17,6 +17,7 @@ from django.core.files.base import ContentFile
 from django.urls import reverse
 
 from tests.factories import GarmentFactory, TryOnResultFactory
+from tests.workers import run_worker_to_exit
 from tryon.celery import broker_visibility_problem
 from tryon.services import result_publish, result_review
 
@@ -132,14 +133,7 @@ def test_a_worker_does_not_start_when_redis_could_hand_a_running_job_to_another(
         "JOB_DEADLINE": "600",
         "CELERY_VISIBILITY_TIMEOUT": "600",
     }
-    worker = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "tryon", "worker", "--pool=solo"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    worker = run_worker_to_exit(env)
     assert worker.returncode != 0
     assert (
         "the worker does not start: the Redis broker's visibility timeout (600 s) must be "
