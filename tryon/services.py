@@ -35,7 +35,7 @@ from pipelines.params import MAX_SEED, params_from_dict
 from .models import PhotoAccess, TryOnJob, TryOnResult, WorkerHeartbeat
 from .selectors import jobs_of
 from .storage import delete_files_on_commit, png_file
-from .uploads import clean_image_upload
+from .uploads import clean_image, clean_image_upload
 
 logger = logging.getLogger(__name__)
 
@@ -143,26 +143,24 @@ def _check_params(params: dict | None, category: str | None):
     return checked
 
 
-def _check_pose(photo: ContentFile, category: str) -> None:
+def _check_pose(picture: Image.Image, category: str) -> None:
     # The body's keypoints decide; hands, face and silhouette wait for the worker.
     from pipelines.person import check_pose_usable, detect_body
 
-    with Image.open(io.BytesIO(photo.read())) as picture:
-        try:
-            check_pose_usable(detect_body(picture.convert("RGB")), category)
-        except InvalidInputError as error:
-            raise ValidationError({"person_photo": [error.message]}) from None
-    photo.seek(0)
+    try:
+        check_pose_usable(detect_body(picture.convert("RGB")), category)
+    except InvalidInputError as error:
+        raise ValidationError({"person_photo": [error.message]}) from None
 
 
 def _clean_photo(upload, category: str, *, check_pose: bool) -> ContentFile:
     """The shopper's photo re-encoded (see ``tryon.uploads``), refused without a usable pose."""
     try:
-        cleaned = clean_image_upload(upload)
+        picture, cleaned = clean_image(upload)
     except ValidationError as error:
         raise ValidationError({"person_photo": error.messages}) from None
     if check_pose:
-        _check_pose(cleaned, category)
+        _check_pose(picture, category)
     return cleaned
 
 
@@ -171,7 +169,9 @@ def _reused_photo(job: TryOnJob, category: str, *, check_pose: bool) -> ContentF
     with job.person_photo.open("rb") as stored:
         photo = ContentFile(stored.read(), name=Path(job.person_photo.name).name)
     if check_pose:
-        _check_pose(photo, category)
+        with Image.open(io.BytesIO(photo.read())) as picture:
+            _check_pose(picture, category)
+        photo.seek(0)
     return photo
 
 
@@ -867,11 +867,12 @@ def _discard_preview(job: TryOnJob) -> None:
             delete_files_on_commit([job.preview])
 
 
-def withheld_notice(withheld: int, kept) -> str:
-    """What the owner is told when the content filter held back some of a job's pictures."""
+def withheld_notice(withheld: int, kept: int) -> str:
+    """What the owner is told when the content filter held back ``withheld`` of a job's
+    pictures and let ``kept`` through."""
     if not withheld:
         return ""
-    asked = withheld + len(kept)
+    asked = withheld + kept
     verb = "was" if withheld == 1 else "were"
     return (
         f"{withheld} of {asked} pictures {verb} withheld by the content filter; "
@@ -887,9 +888,8 @@ def _store_results(job: TryOnJob, output) -> None:
         with transaction.atomic():
             if not _finish(job, Status.SUCCEEDED):
                 return  # cancelled, deleted or taken over meanwhile: nothing of ours is stored
-            TryOnJob.objects.filter(pk=job.pk).update(
-                timings=output.timings_ms, notice=withheld_notice(output.withheld, output.images)
-            )
+            notice = withheld_notice(output.withheld, len(output.images))
+            TryOnJob.objects.filter(pk=job.pk).update(timings=output.timings_ms, notice=notice)
             for index, generated in enumerate(output.images):
                 saved += _store_result(job, index, generated, maps)
             TryOnResult.objects.filter(job=job, index__gte=len(output.images)).delete()

@@ -82,6 +82,16 @@ def _normalised(image: Image.Image) -> Image.Image:
 def clean_image_upload(uploaded) -> ContentFile:
     """Validate an uploaded picture and return it re-encoded under a random name.
 
+    Raises ``ValidationError`` as :func:`clean_image` does.
+    """
+    return clean_image(uploaded)[1]
+
+
+def clean_image(uploaded) -> tuple[Image.Image, ContentFile]:
+    """Validate an uploaded picture: its pixels (upright, RGB or RGBA) and the file to store,
+    re-encoded under a random name. The pixels spare a caller that looks at the picture
+    (the try-on's pose check) decoding the file again.
+
     Raises ``ValidationError`` with a message for the person who uploaded it when the file is not
     a JPEG/PNG/WebP picture, is damaged, is larger than ``UPLOAD_MAX_BYTES``, has more than
     ``UPLOAD_MAX_PIXELS`` pixels or is smaller than ``UPLOAD_MIN_SIDE`` on its short side.
@@ -104,7 +114,7 @@ def clean_image_upload(uploaded) -> ContentFile:
     extension, options = ACCEPTED_FORMATS[source.format]
     buffer = io.BytesIO()
     image.save(buffer, format=source.format, **options)
-    return ContentFile(buffer.getvalue(), name=f"{uuid.uuid4().hex}.{extension}")
+    return image, ContentFile(buffer.getvalue(), name=f"{uuid.uuid4().hex}.{extension}")
 
 
 def decode_base64_upload(text, field: str) -> SimpleUploadedFile:

@@ -128,8 +128,8 @@ def test_a_partly_withheld_batch_succeeds_and_tells_its_owner_how_many(
 
 
 def test_a_notice_counts_what_was_withheld():
-    assert withheld_notice(0, ["kept"]) == ""
-    assert withheld_notice(2, ["kept"]).startswith("2 of 3 pictures were withheld")
+    assert withheld_notice(0, 1) == ""
+    assert withheld_notice(2, 1).startswith("2 of 3 pictures were withheld")
 
 
 def test_tryon_content_filter_off_skips_the_installed_filter(
