@@ -4,6 +4,7 @@ Listing, hashing and name resolution only read files, so the web process may use
 diffusers are imported inside the loading functions, which only workers call.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -297,9 +298,24 @@ def read_manifest(manifest: Path, models_dir: Path | None) -> dict[Path, str]:
 
     Blank lines and ``#`` comments are skipped; any other line that is not ``<sha256>  <path>``
     makes the whole manifest unusable, so that a typo never quietly trusts or refuses a file.
+    Parsed once while the file stays the same (size, modification time): every weights file of
+    every job is checked against it. Do not change the returned dict.
     """
     manifest = Path(manifest)
     base = Path(models_dir) if models_dir is not None else Path.cwd()
+    try:
+        state = manifest.stat()
+    except OSError as error:
+        raise UntrustedModelError(
+            f"the models manifest {manifest} cannot be read: {error}"
+        ) from None
+    return _parsed_manifest(manifest, state.st_size, state.st_mtime_ns, base)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_manifest(manifest: Path, size: int, mtime_ns: int, base: Path) -> dict[Path, str]:
+    """The manifest's lines as ``read_manifest`` gives them; ``size`` and ``mtime_ns`` key the
+    cache to the file's state."""
     try:
         lines = manifest.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ModelNotFoundError, PipelineError
-from .registry import checked_path, require_listed
+from .registry import ModelEntry, check_inside_models_dir, require_listed
 
 SAFETY_FOLDER = "safety_checker"
 CONFIG_FILE = "config.json"
@@ -87,8 +87,9 @@ def load_content_filter(
             f"CompVis/stable-diffusion-safety-checker there ({CONFIG_FILE}, {WEIGHTS_FILE}, "
             f"{PREPROCESSOR_FILE}; pickled .bin weights are not read), or remove the folder"
         )
-    for path in (folder, *folder.rglob("*")):
-        checked_path(path, models_dir)
+    check_inside_models_dir(
+        ModelEntry("safety_checker", SAFETY_FOLDER, folder, "diffusers", models_dir)
+    )
     require_listed(folder / WEIGHTS_FILE, manifest, models_dir=models_dir)
     weights = (folder / WEIGHTS_FILE).stat()
     return _load(str(folder.resolve()), weights.st_size, weights.st_mtime_ns, device)

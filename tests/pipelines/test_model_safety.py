@@ -209,6 +209,10 @@ def test_with_a_manifest_only_listed_unchanged_files_load(tmp_path, capsys):
         load_state_dict(added, models_dir=models, manifest=manifest)
     assert "loras/c.safetensors is not in the models manifest" in str(unlisted.value)
     assert f"`cd {models} && sha256sum loras/c.safetensors >> {manifest}`" in str(unlisted.value)
+    # The manifest is parsed once per version of the file: an added line counts at once.
+    with manifest.open("a") as appended:
+        appended.write(f"{_sha256(added)}  loras/c.safetensors\n")
+    assert list(load_state_dict(added, models_dir=models, manifest=manifest)) == ["w"]
 
     save_file({"w": torch.zeros(2)}, safe)
     with pytest.raises(UntrustedModelError, match=r"'loras/a b\.safetensors' >>") as changed:
