@@ -3,10 +3,18 @@
 import uuid
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxLengthValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils.deconstruct import deconstructible
+
+from pipelines.prompts import DESCRIPTION_PROMPT_WORDS
+
+# Room for a product page's text; everything that writes a description (the API, the merchant's
+# form, the admin, full_clean) refuses more. Rows saved before the cap keep their text: they
+# only cannot be saved through those again until the description is shortened. Only the first
+# DESCRIPTION_PROMPT_WORDS words ever reach a prompt.
+DESCRIPTION_MAX = 5000
 
 
 @deconstructible
@@ -43,7 +51,14 @@ class Garment(models.Model):
     title = models.CharField(max_length=200)
     sku = models.CharField("SKU", max_length=64)
     category = models.CharField(max_length=10, choices=Category.choices)
-    description = models.TextField(blank=True)
+    # A TextField's max_length sizes forms and DRF's field but is no model validator by itself.
+    description = models.TextField(
+        blank=True,
+        max_length=DESCRIPTION_MAX,
+        validators=[MaxLengthValidator(DESCRIPTION_MAX)],
+        help_text=f"Up to {DESCRIPTION_MAX:,} characters; the first {DESCRIPTION_PROMPT_WORDS} "
+        "words also describe the garment to the image generator.",
+    )
     colour = models.CharField(max_length=60, blank=True)
     material = models.CharField(max_length=100, blank=True)
     price = models.DecimalField(max_digits=10, decimal_places=2, validators=[MinValueValidator(0)])

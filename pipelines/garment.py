@@ -24,6 +24,7 @@ from PIL import Image
 
 from .canny import canny_map
 from .errors import InvalidInputError, ModelNotFoundError
+from .pictures import check_picture_size
 from .registry import load_state_dict
 from .types import CATEGORIES, GarmentAnalysis
 
@@ -148,6 +149,7 @@ def _check_inputs(image: Image.Image, category: str) -> None:
             "image",
             f"is {image.width}×{image.height} px; the short side must be at least {MIN_SIDE} px",
         )
+    check_picture_size(image)
 
 
 def _rgb_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:

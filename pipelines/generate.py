@@ -30,7 +30,7 @@ from PIL import Image
 from .engines import FETCH_HINT
 from .errors import GenerationCancelled, GenerationError, InvalidInputError, ModelNotFoundError
 from .params import CONTROL_MODES, CONTROL_NAMES, GenerationParams
-from .prompts import encode_prompt_pair, parse_prompt
+from .prompts import check_prompt_length, encode_prompt_pair, parse_prompt
 from .registry import (
     ModelEntry,
     load_pipeline,
@@ -428,9 +428,18 @@ class Generator:
         pipe.set_adapters(names, adapter_weights=weights)
         return hashes
 
+    def check_prompts(self, prompt: str, negative_prompt: str) -> None:
+        """Refuse, naming "prompt" or "negative_prompt", a prompt over the token cap
+        (``prompts.MAX_PROMPT_TOKENS``); cheap, so it runs before any LoRA is loaded or any
+        text encoded."""
+        check_prompt_length(prompt, self.pipe.tokenizer, field="prompt")
+        check_prompt_length(negative_prompt, self.pipe.tokenizer, field="negative_prompt")
+
     def _embeddings(self, prompt: str, negative_prompt: str, clip_skip: int) -> tuple:
         key = (prompt, negative_prompt, clip_skip)
         if key not in self._encoded:
+            # Before parsing: a prompt of megabytes is refused by its length alone.
+            self.check_prompts(prompt, negative_prompt)
             self._encoded[key] = encode_prompt_pair(
                 parse_prompt(prompt),
                 parse_prompt(negative_prompt),

@@ -8,6 +8,9 @@ Send to txt2img) and WebUI pictures parse here the same way::
     Negative prompt: negative (may span lines)
     Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 512x768
 
+The WebUI's prompts may span lines; ours never do (``format_infotext`` writes each on one line),
+so words inside a prompt can never be read back as a line of their own.
+
 Saved PNGs also carry an "AI-generated" label: a ``ai_generated: true`` text chunk, the IPTC
 ``DigitalSourceType`` term for generated pictures (``trainedAlgorithmicMedia``) as a text chunk,
 and the same term in an XMP packet (``Iptc4xmpExt:DigitalSourceType``), where photo tools and
@@ -24,6 +27,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from .errors import InvalidInputError
+from .text import escape_unsafe, has_unsafe, one_line
 
 # The WebUI writes these first, in this order; anything else follows in the caller's order.
 KEY_ORDER: tuple[str, ...] = (
@@ -116,11 +120,17 @@ _EXIF_USER_COMMENT = 0x9286
 
 
 def quote(value: object) -> str:
-    """A value as the WebUI writes it: JSON-quoted when it holds ``,``, ``:`` or a newline."""
+    """A value as the WebUI writes it: JSON-quoted when it holds ``,``, ``:`` or a newline.
+
+    Unlike the WebUI, any other character that breaks or reorders lines (``pipelines.text``) is
+    quoted too, and written as a ``\\uXXXX`` escape, so no value spans lines; JSON readers, the
+    WebUI's included, decode it back as it was.
+    """
     text = str(value)
-    if "," not in text and ":" not in text and "\n" not in text:
+    if "," not in text and ":" not in text and not has_unsafe(text):
         return text
-    return json.dumps(text, ensure_ascii=False)
+    # json.dumps escapes the C0 controls (newlines among them) but keeps the rest as they are.
+    return escape_unsafe(json.dumps(text, ensure_ascii=False))
 
 
 def unquote(text: str) -> str:
@@ -186,6 +196,12 @@ def format_infotext(prompt: str, negative_prompt: str, params: Mapping[str, obje
     ``params`` values may be plain values or, for "Size", a (width, height) pair; for
     "ControlNet N", a mapping of unit fields; for "Lora hashes", a name → hash mapping. None
     values are left out, as the WebUI does.
+
+    The prompts are written on one line each (``pipelines.text.one_line``: line breaks and other
+    control characters become spaces) and a prompt that would begin "Negative prompt:" begins
+    "negative prompt:" instead, so ``parse_infotext`` reads back exactly these two prompts and
+    these parameters, whatever words they hold. The builders already hand over one-line prompts;
+    this is the last line of defence.
     """
     ordered = [key for key in KEY_ORDER if key in params]
     ordered += [key for key in params if key not in KEY_ORDER]
@@ -196,8 +212,19 @@ def format_infotext(prompt: str, negative_prompt: str, params: Mapping[str, obje
             continue
         # The WebUI writes a flag whose value equals its key as the bare key.
         pairs.append(key if key == value else f"{key}: {quote(value)}")
+    negative_prompt = one_line(negative_prompt).strip()
     negative = f"\n{_NEGATIVE_PREFIX} {negative_prompt}" if negative_prompt else ""
-    return f"{prompt}{negative}\n{', '.join(pairs)}".strip()
+    return f"{_prompt_line(prompt)}{negative}\n{', '.join(pairs)}".strip()
+
+
+def _prompt_line(prompt: str) -> str:
+    """The prompt on one line that cannot be read back as the negative prompt's."""
+    line = one_line(prompt).strip()
+    if line.startswith(_NEGATIVE_PREFIX):
+        # CLIP's tokenizer lowercases every prompt, so this spelling means the same to the model,
+        # and the line stays the prompt's.
+        line = line[0].lower() + line[1:]
+    return line
 
 
 def _split_prompts(lines: list[str]) -> tuple[str, str]:

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import InvalidInputError
+from .pictures import check_picture_size
 from .types import BODY_INDEX, BODY_PARTS, MISSING, PersonAnalysis, Point
 
 MIN_SIDE = 128
@@ -268,6 +269,7 @@ def _rgb_pixels(image: Image.Image) -> np.ndarray:
             f"the photo is {image.width}×{image.height} px; "
             f"its short side must be at least {MIN_SIDE} px",
         )
+    check_picture_size(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         # Transparent pixels keep whatever colour they hide; white is what a viewer shows.
         rgba = image.convert("RGBA")

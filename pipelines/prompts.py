@@ -9,10 +9,16 @@ Where the WebUI would crash or silently misbehave (a weight that is not a number
 it overflows), the parser never raises: it keeps going and lists the problem in
 ``ParsedPrompt.problems``; ``validate_prompt`` turns those into an ``InvalidInputError``.
 
+Unlike the WebUI, a prompt is encoded only up to ``MAX_PROMPT_WINDOWS`` windows
+(``MAX_PROMPT_TOKENS`` tokens); a longer one is refused, cheaply, before any encoding. Text from
+people and from the database reaches a prompt on one line (``pipelines.text.one_line``), and a
+garment's description only with its first ``DESCRIPTION_PROMPT_WORDS`` words.
+
 torch is imported inside the functions that encode, so the web process can parse and build prompts
 without it.
 """
 
+import itertools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.errors import InvalidInputError
+from pipelines.text import UNSAFE_CHARACTERS, one_line
 from pipelines.types import CATEGORIES
 
 ROUND_MULTIPLIER = 1.1
@@ -35,9 +42,34 @@ CLIP_BOS_ID = 49406
 CLIP_EOS_ID = 49407
 CLIP_COMMA_ID = 267
 
+# Every window is one more pass of the text encoder and 77 more tokens that each UNet step's
+# cross-attention reads, so a prompt's windows are capped. Six hold the longest prompt the
+# builder makes from ordinary words with every part at its cap (garment words, description,
+# scene, model, the person's USER_TEXT_MAX characters: about 300–370 CLIP tokens), and the
+# WebUI's long hand-written prompts (two to four windows); an unbounded count let a 2 MB garment
+# description put two million tokens through the encoder and hold a worker for hours.
+MAX_PROMPT_WINDOWS = 6
+MAX_PROMPT_TOKENS = MAX_PROMPT_WINDOWS * CHUNK_LENGTH  # 450
+# Text longer than this is refused by its length alone, before it is tokenized, so counting never
+# costs more than tokenizing this many characters (milliseconds). CLIP's tokens average four to
+# five characters of English, spaces included; only a prompt of unusually long words and much
+# spacing could be longer than 16 per token and yet within MAX_PROMPT_TOKENS.
+MAX_PROMPT_CHARS = 16 * MAX_PROMPT_TOKENS  # 7,200
+
 USER_TEXT_MAX = 300
-FREE_TEXT_MAX = 1000  # an inpaint's prompt: the client's words are all of it
+# An inpaint's prompt: the client's words are all of it. Ordinary words of this many characters
+# are about 200–300 CLIP tokens, within MAX_PROMPT_TOKENS with BASE_NEGATIVE's ~50; only text
+# dense in digits, symbols or emoji (up to a token per character, or more) can pass this cap and
+# exceed the token cap, and the worker refuses that at once, naming the field.
+FREE_TEXT_MAX = 1000
 USER_WEIGHT_RANGE = (0.0, 2.0)
+# How much of a garment's description goes into a prompt: a merchant's description is written
+# for shoppers (up to catalog's 5,000 characters), while the image model reads a few dozen words
+# at most; 40 ordinary words are about 50 CLIP tokens, less than one window. The character cap
+# bounds a "word" with no spaces in it. Cut, not refused: the shopper trying the garment on
+# cannot shorten it, and its first sentence or two describe the garment best anyway.
+DESCRIPTION_PROMPT_WORDS = 40
+DESCRIPTION_PROMPT_CHARS = 300
 
 # The WebUI's tokens, in the order it tries them: escapes, brackets, a ":weight)" close, runs of
 # plain text, and a lone ":" that is only text.
@@ -56,6 +88,8 @@ _ATTENTION = re.compile(
 )
 _BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
 _EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
+# A word of a database text: anything between whitespace and control characters.
+_WORD = re.compile(rf"[^\s{UNSAFE_CHARACTERS}]+")
 _LORA_KINDS = ("lora", "lyco")
 
 
@@ -278,6 +312,7 @@ def token_windows(
     pad_id: int | None = None,
     comma_id: int | None = CLIP_COMMA_ID,
     comma_backtrack: int = COMMA_BACKTRACK,
+    field: str = "prompt",
 ) -> list[Window]:
     """The prompt's CLIP windows: each BOS + 75 (token id, weight) + EOS, 77 pairs in all.
 
@@ -285,18 +320,48 @@ def token_windows(
     a window that would overflow is cut after a comma among its last ``comma_backtrack`` tokens.
     Padding after the EOS is ``pad_id``: the EOS id for SD1.x (the default), 0 for SD2's OpenCLIP.
     An empty prompt gives one window.
+
+    More than ``MAX_PROMPT_TOKENS`` tokens or ``MAX_PROMPT_WINDOWS`` windows is refused with
+    ``InvalidInputError(field, …)``; text over ``MAX_PROMPT_CHARS`` characters is refused before
+    ``tokenize`` sees any of it.
     """
     texts = [text for text, weight in parsed.chunks if not is_break((text, weight))]
-    token_lists = iter(tokenize(texts) if texts else [])
+    _check_characters(sum(map(len, texts)), field)
+    token_lists = list(tokenize(texts) if texts else [])
+    count = sum(map(len, token_lists))
+    if count > MAX_PROMPT_TOKENS:
+        raise InvalidInputError(field, _too_long(count))
     builder = _WindowBuilder(comma_id, comma_backtrack)
+    tokens = iter(token_lists)
     for chunk in parsed.chunks:
         if is_break(chunk):
             builder.close()
             continue
-        for token in next(token_lists):
+        for token in next(tokens):
             builder.add(int(token), chunk[1])
+    windows = builder.finish()
+    if len(windows) > MAX_PROMPT_WINDOWS:
+        # Fewer tokens than the cap, spread over more windows by BREAKs or comma back-tracking.
+        raise InvalidInputError(field, _too_long(count, len(windows)))
     pad = eos_id if pad_id is None else pad_id
-    return [_frame(window, bos_id, eos_id, pad) for window in builder.finish()]
+    return [_frame(window, bos_id, eos_id, pad) for window in windows]
+
+
+def _check_characters(length: int, field: str) -> None:
+    if length > MAX_PROMPT_CHARS:
+        raise InvalidInputError(
+            field,
+            f"is {length:,} characters long; at most {MAX_PROMPT_CHARS:,} characters "
+            f"and {MAX_PROMPT_TOKENS} tokens are allowed",
+        )
+
+
+def _too_long(tokens: int, windows: int | None = None) -> str:
+    spread = f" in {windows} windows of {CHUNK_LENGTH}" if windows is not None else ""
+    return (
+        f"is {tokens} tokens long{spread}; at most {MAX_PROMPT_TOKENS} tokens "
+        f"({MAX_PROMPT_WINDOWS} windows of {CHUNK_LENGTH}) are allowed"
+    )
 
 
 def _frame(window: Window, bos_id: int, eos_id: int, pad_id: int) -> Window:
@@ -314,6 +379,7 @@ def encode_prompt(
     *,
     clip_skip: int = 1,
     min_windows: int = 1,
+    field: str = "prompt",
 ) -> Any:
     """The prompt's weighted CLIP embedding, a tensor of shape (1, 77 × windows, hidden).
 
@@ -321,12 +387,13 @@ def encode_prompt(
     embeddings multiplied by their weights and rescaled so the window's mean is what it was
     unweighted, as the WebUI's "Original" emphasis does. ``clip_skip`` > 1 takes that many layers
     from the end and applies the final layer norm. Empty windows are appended up to
-    ``min_windows``, as the WebUI pads the shorter of cond and uncond.
+    ``min_windows``, as the WebUI pads the shorter of cond and uncond. A prompt over the token
+    cap is refused naming ``field`` before anything is encoded (see ``token_windows``).
     """
     _check_clip_skip(clip_skip, text_encoder)
     if min_windows < 1:
         raise InvalidInputError("min_windows", f"must be at least 1, got {min_windows}")
-    windows = tokenizer_windows(parsed, tokenizer)
+    windows = tokenizer_windows(parsed, tokenizer, field=field)
     windows += [_empty_window(tokenizer)] * (min_windows - len(windows))
     return _encode_windows(windows, text_encoder, clip_skip)
 
@@ -339,10 +406,14 @@ def encode_prompt_pair(
     *,
     clip_skip: int = 1,
 ) -> tuple[Any, Any]:
-    """(cond, uncond) embeddings with the same number of windows, as diffusers needs them."""
+    """(cond, uncond) embeddings with the same number of windows, as diffusers needs them.
+
+    Both prompts are cut into windows, and refused over the token cap (naming "prompt" or
+    "negative_prompt"), before either is encoded.
+    """
     _check_clip_skip(clip_skip, text_encoder)
-    cond_windows = tokenizer_windows(positive, tokenizer)
-    uncond_windows = tokenizer_windows(negative, tokenizer)
+    cond_windows = tokenizer_windows(positive, tokenizer, field="prompt")
+    uncond_windows = tokenizer_windows(negative, tokenizer, field="negative_prompt")
     count = max(len(cond_windows), len(uncond_windows))
     empty = _empty_window(tokenizer)
     return tuple(
@@ -351,7 +422,9 @@ def encode_prompt_pair(
     )
 
 
-def tokenizer_windows(parsed: ParsedPrompt, tokenizer: Any) -> list[Window]:
+def tokenizer_windows(
+    parsed: ParsedPrompt, tokenizer: Any, *, field: str = "prompt"
+) -> list[Window]:
     """``token_windows`` with the ids and tokenization of a transformers ``CLIPTokenizer``."""
 
     def tokenize(texts: list[str]) -> list[list[int]]:
@@ -359,7 +432,18 @@ def tokenizer_windows(parsed: ParsedPrompt, tokenizer: Any) -> list[Window]:
         encoded = tokenizer(texts, truncation=False, add_special_tokens=False, verbose=False)
         return encoded["input_ids"]
 
-    return token_windows(parsed, tokenize, **_special_ids(tokenizer))
+    return token_windows(parsed, tokenize, field=field, **_special_ids(tokenizer))
+
+
+def check_prompt_length(text: str, tokenizer: Any, *, field: str = "prompt") -> int:
+    """How many CLIP windows ``text`` takes; over the cap, ``InvalidInputError(field, …)``.
+
+    Cheap whatever ``text`` is: over ``MAX_PROMPT_CHARS`` characters it is refused by its length
+    before it is parsed or tokenized, so a worker never spends longer on a prompt than on
+    tokenizing that many characters.
+    """
+    _check_characters(len(text), field)
+    return len(tokenizer_windows(parse_prompt(text), tokenizer, field=field))
 
 
 def _special_ids(tokenizer: Any) -> dict[str, Any]:
@@ -500,6 +584,8 @@ def build_prompt(
     ``photo`` describes a person in a real photo instead (no model, no scene: only the garment
     is painted). ``user_text`` and ``user_negative`` (a person's free text) go through
     ``sanitize_user_prompt`` and are appended; ``BASE_NEGATIVE`` is always in the negative.
+    Only the first ``DESCRIPTION_PROMPT_WORDS`` words of ``description`` are used (see
+    ``description_words``); everything is on one line.
     """
     garments = [_garment_words(category, colour, material)]
     garments += [_garment_words(*garment) for garment in more_garments]
@@ -511,7 +597,7 @@ def build_prompt(
     setting = [] if photo else [_inert(scene) or DEFAULT_SCENE]
     positive = [
         *subject,
-        _inert(description),
+        _inert(description_words(description)),
         *setting,
         POSITIVE_QUALITY,
         sanitize_user_prompt(user_text, field="user_text"),
@@ -586,9 +672,25 @@ def _hair_words(value: str) -> str:
     return f"{' '.join(words)} hair"
 
 
+def description_words(text: str) -> str:
+    """What of a garment's description goes into a prompt: its first ``DESCRIPTION_PROMPT_WORDS``
+    words, at most ``DESCRIPTION_PROMPT_CHARS`` characters, cut at a word boundary (a single
+    longer word is cut where the cap falls), on one line.
+
+    Reads no further into ``text`` than those words: a description of megabytes costs no more
+    than a short one.
+    """
+    words = itertools.islice(_WORD.finditer(text), DESCRIPTION_PROMPT_WORDS)
+    kept = " ".join(word.group() for word in words)
+    if len(kept) <= DESCRIPTION_PROMPT_CHARS:
+        return kept
+    cut = kept.rfind(" ", 0, DESCRIPTION_PROMPT_CHARS + 1)
+    return kept[: cut if cut > 0 else DESCRIPTION_PROMPT_CHARS]
+
+
 def _inert(text: str) -> str:
-    """A database value as plain words of weight 1, on one line."""
-    return _escape(" ".join(text.split()))
+    """A database value as plain words of weight 1, on one line (see ``pipelines.text``)."""
+    return _escape(" ".join(one_line(text).split()))
 
 
 def _escape(text: str) -> str:
@@ -606,7 +708,9 @@ def sanitize_user_prompt(text: str, *, field: str = "user_text", limit: int = US
     """A person's free prompt text made safe to append to a server-built prompt.
 
     Longer than ``limit`` characters (default ``USER_TEXT_MAX``) is refused
-    (``InvalidInputError`` naming ``field``).
+    (``InvalidInputError`` naming ``field``). Line breaks and other control characters, with the
+    whitespace around them, become one space (``pipelines.text.one_line``): a newline in a prompt
+    would start a line of its own in the picture's infotext, such as a forged "Negative prompt:".
     The text is parsed as the WebUI would and written back in flat form, ``(words:weight)``, with
     every effective weight, nesting included, clamped to ``USER_WEIGHT_RANGE``; ``<lora:…>`` and
     other extra-network tags are dropped (people may not load models through a prompt) and
@@ -618,7 +722,7 @@ def sanitize_user_prompt(text: str, *, field: str = "user_text", limit: int = US
         )
     low, high = USER_WEIGHT_RANGE
     pieces = []
-    for chunk_text, weight in parse_prompt(text).chunks:
+    for chunk_text, weight in parse_prompt(one_line(text)).chunks:
         if is_break((chunk_text, weight)):
             pieces.append(" BREAK ")
         elif chunk_text:

@@ -35,11 +35,13 @@ from .inpaint import WEBUI_MASK_BLUR, ControlInput, classical_fill, control_map,
 from .masks import TryOnMask, tryon_mask
 from .params import CONTROL_NAMES, MAX_SEED, GenerationParams
 from .person import analyze_person, check_pose_usable, person_from_keypoints, render_openpose
+from .pictures import check_picture_size
 from .poses import CANVAS, get_preset
 from .preview import timed
 from .prompts import build_free_prompt, build_prompt, validate_prompt
 from .safety import ContentFilter, ContentFiltered, load_content_filter
 from .scenes import resolve_scene
+from .text import one_line
 from .types import GarmentAnalysis, PersonAnalysis
 from .warp import composite, warp_garment
 from .watermark import apply_watermark, can_watermark
@@ -173,7 +175,9 @@ def run(
     a flagged result is withheld. With ``runtime.watermark``, every result of at least 256 × 256
     pixels gets the invisible watermark (``pipelines.watermark``) after paste-back.
 
-    Raises ``InvalidInputError`` (naming the field) for bad input, ``ModelNotFoundError`` when
+    Raises ``InvalidInputError`` (naming the field) for bad input, a prompt over
+    ``prompts.MAX_PROMPT_TOKENS`` included (found once the engine's tokenizer is loaded, before
+    any LoRA loads or step runs), ``ModelNotFoundError`` when
     the ``sd`` engine lacks weights, ``GenerationCancelled`` when ``should_cancel`` turns true,
     ``GenerationError`` when the GPU runs out of memory even with model offloading,
     ``ContentFiltered`` when the filter refuses the input or withholds every result.
@@ -292,14 +296,37 @@ def _check_request(request: TryOnRequest) -> list[GarmentInput]:
         raise InvalidInputError("mode", f"must be one of {', '.join(MODES)}, got {request.mode!r}")
     if not isinstance(request.params, GenerationParams):
         raise InvalidInputError("params", "must be GenerationParams")
-    if request.mode == "inpaint":
-        return _check_inpaint(request)
+    garments = _check_inpaint(request) if request.mode == "inpaint" else _check_garments(request)
+    _check_picture_sizes(request)
+    return garments
+
+
+def _check_garments(request: TryOnRequest) -> list[GarmentInput]:
+    """A photo's or model shot's outfit, in the order its passes paint it."""
     if not request.garments:
         raise InvalidInputError("garments", "at least one garment is needed")
     check_outfit([garment.category for garment in request.garments])
     if request.mode == "photo" and request.person_photo is None:
         raise InvalidInputError("person_photo", "a photo of the person is required")
     return sorted(request.garments, key=lambda garment: PASS_ORDER.index(garment.category))
+
+
+def _check_picture_sizes(request: TryOnRequest) -> None:
+    """Every picture of the request within what OpenCV and MediaPipe may be given."""
+    named = [("person_photo", request.person_photo), ("mask", request.mask)]
+    named += [
+        (f"controls.{slot}.image", control.image)
+        for slot, control in zip(CONTROL_NAMES, request.controls, strict=False)
+        if control is not None
+    ]
+    for garment in request.garments:
+        named += [
+            ("garments.cutout", garment.analysis.cutout),
+            ("garments.mask", garment.analysis.mask),
+        ]
+    for name, picture in named:
+        if picture is not None:
+            check_picture_size(picture, name)
 
 
 def _check_inpaint(request: TryOnRequest) -> list[GarmentInput]:
@@ -434,7 +461,9 @@ def _maps(passes: list[_Pass], openpose: Image.Image) -> dict[str, Image.Image]:
 def _prompts(request: TryOnRequest, garments: list[GarmentInput]) -> tuple[str, str]:
     """The full WebUI prompts: the builder's, the person's words, and allowed LoRA tags."""
     params = request.params
-    loras = validate_prompt(params.prompt).loras if request.allow_loras else ()
+    # Read from the one-line text, as sanitize_user_prompt reads the words: no tag brings a line
+    # break into the prompt.
+    loras = validate_prompt(one_line(params.prompt)).loras if request.allow_loras else ()
     tags = "".join(f" <lora:{name}:{weight:g}>" for name, weight in loras)
     if request.mode == "inpaint":
         positive, negative = build_free_prompt(params.prompt, params.negative_prompt)
@@ -506,6 +535,8 @@ def _paint_all(generate, models, runtime, prepared: _Prepared, timings, report, 
     request, used = prepared.request, prepared.used
     params = request.params
     generator = timed(timings, "load", lambda: generate.Generator(models, runtime))
+    # The token cap needs the checkpoint's tokenizer; checked before LoRAs load or steps run.
+    generator.check_prompts(used["prompt"], used["negative_prompt"])
     lora_hashes = generator.use_loras(validate_prompt(used["prompt"]).loras)
     hashes = generator.hashes()
     passes = prepared.passes

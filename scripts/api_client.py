@@ -26,18 +26,29 @@ class Client:
     def __init__(self, site: str, token: str = ""):
         self.site = site.rstrip("/")
         self.headers = {"Authorization": f"Token {token}"} if token else {}
-        cookies = urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-        self.opener = urllib.request.build_opener(cookies)
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
 
     def request(self, method: str, path: str, body: bytes | None = None, headers=None):
         url = path if path.startswith("http") else self.site + path
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"not an http(s) address: {url}")
         request = urllib.request.Request(  # noqa: S310 (http(s) only, checked above)
-            url, data=body, method=method, headers={**self.headers, **(headers or {})}
+            url,
+            data=body,
+            method=method,
+            headers={**self.headers, **self._csrf(method), **(headers or {})},
         )
         with self.opener.open(request, timeout=60) as response:
             return response.read()
+
+    def _csrf(self, method: str) -> dict:
+        """Once the session cookie owns jobs, the site checks every write made with it as it
+        checks a page's form: the CSRF token it handed out, and (over HTTPS) the Referer."""
+        if method in ("GET", "HEAD", "OPTIONS"):
+            return {}
+        token = next((c.value for c in self.cookies if c.name == "csrftoken"), None)
+        return {"X-CSRFToken": token, "Referer": self.site + "/"} if token else {}
 
     def json(self, method: str, path: str, data: dict | None = None):
         body = json.dumps(data).encode() if data is not None else None
@@ -115,6 +126,9 @@ def main(argv=None) -> int:
     parser.add_argument("--scene", default="studio_white")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument(
+        "--forget", action="store_true", help="then delete my photo and try-ons from the site"
+    )
     args = parser.parse_args(argv)
     client = Client(args.site, args.token)
     params = {"steps": args.steps}
@@ -131,6 +145,9 @@ def main(argv=None) -> int:
                 {"job": job["id"], "status": job["status"], "files": [str(f) for f in files]}
             )
         )
+    if args.forget:
+        deleted = client.json("POST", "/api/tryons/delete-all/", {})["deleted"]
+        print(json.dumps({"deleted": deleted}))
     return 0 if jobs and all(job["status"] == "succeeded" for job in jobs) else 1
 
 

@@ -16,6 +16,15 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"user{n}")
 
 
+def make_reviewer(username: str = "reviewer"):
+    """A staff member who may review model shots (the result change permission), no more."""
+    from django.contrib.auth.models import Permission
+
+    user = UserFactory(username=username, is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="change_tryonresult"))
+    return user
+
+
 class GarmentFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Garment

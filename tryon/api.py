@@ -28,6 +28,7 @@ from catalog.selectors import is_merchant
 
 from . import selectors, services
 from .api_errors import ConflictError, errors
+from .client_address import client_address
 from .models import TryOnJob, TryOnResult
 from .uploads import decode_base64_upload
 from .views import delete_shopper_data, shopper_session_key
@@ -179,9 +180,15 @@ class DeletedSerializer(serializers.Serializer):
     deleted = serializers.IntegerField(help_text="how many jobs were deleted")
 
 
-class IsStaff(permissions.BasePermission):
+class MayReview(permissions.BasePermission):
+    """Staff with the result change permission (admin asks the same); which results each may
+    review is ``selectors.can_review``'s question, asked by the service."""
+
+    message = "reviewing needs a staff account with the “Can change try-on result” permission"
+
     def has_permission(self, request, view):
-        return bool(request.user and request.user.is_staff)
+        user = request.user
+        return bool(user and user.is_staff and user.has_perm(selectors.REVIEW_PERMISSION))
 
 
 @extend_schema_view(
@@ -263,6 +270,7 @@ class TryOnViewSet(
             consent=data["consent"],
             params=params,
             callback_url=data["callback_url"],
+            client_address=client_address(request),
         )
         return [job]
 
@@ -300,14 +308,18 @@ class ResultViewSet(viewsets.GenericViewSet):
         if not user.is_authenticated:
             return TryOnResult.objects.none()
         if self.action == "review":
-            return self.queryset if user.is_staff else TryOnResult.objects.none()
-        return self.queryset.filter(job__garment__merchant=user)
+            return self.queryset
+        # Publishing is about the merchant's own model shots; any other result, a shopper's
+        # try-on of their garment included, is not theirs to see: 404, as if it did not exist.
+        return self.queryset.filter(
+            job__kind=TryOnJob.Kind.MODEL_SHOT, job__owner=user, job__garment__merchant=user
+        )
 
     @extend_schema(
         request=ReviewSerializer,
         responses={200: ResultSerializer, **errors(400, 401, 403, 404, 415)},
     )
-    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    @action(detail=True, methods=["post"], permission_classes=[MayReview])
     def review(self, request, pk=None):
         incoming = ReviewSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)

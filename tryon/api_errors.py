@@ -17,6 +17,9 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from pipelines.errors import InvalidInputError
 
+from .client_address import client_address
+from .ratelimit import hit
+
 
 def _first(detail):
     """The first message and the field it belongs to, from DRF's nested error details."""
@@ -99,19 +102,26 @@ class ConflictError(exceptions.APIException):
 
 
 class ScopedByMethodThrottle(SimpleRateThrottle):
-    """One budget for reads and one for writes, per user or per client address."""
+    """One budget for reads and one for writes, per user or per client address, counted
+    atomically (``tryon.ratelimit``): DRF's read-append-write let bursts through."""
 
     def __init__(self):
-        pass  # the rate depends on the request's method: chosen in allow_request
+        self.waiting = None  # the rate depends on the request's method: chosen in allow_request
 
     def allow_request(self, request, view):
         self.scope = "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        if self.rate is None:
+            return True  # no limit set for this scope (as DRF's throttles read it)
+        self.waiting = hit(self.get_cache_key(request, view), self.num_requests, self.duration)
+        return self.waiting is None
+
+    def wait(self):
+        return self.waiting
 
     def get_cache_key(self, request, view):
-        ident = request.user.pk if request.user.is_authenticated else self.get_ident(request)
+        ident = request.user.pk if request.user.is_authenticated else client_address(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 

@@ -128,10 +128,12 @@ class JobSweepStep(bootsteps.StartStopStep):
 
 
 def _housekeeping() -> None:
+    from tryon.login_lockout import forget_expired_failures
     from tryon.services import jobs_sweep, purge_expired
 
     _safely(jobs_sweep)
     _safely(purge_expired)
+    _safely(forget_expired_failures)
 
 
 def _safely(work, **kwargs):

@@ -3,6 +3,8 @@
 Its own module, so that only a process configured for object storage imports boto3.
 """
 
+from urllib.parse import urlsplit
+
 from storages.backends.s3 import S3Storage
 
 
@@ -30,3 +32,15 @@ class PrivateS3Storage(S3Storage):
             },
             expire=self.querystring_expire,
         )
+
+    def signed_url_origin(self) -> str:
+        """The scheme and host of every signed URL, for the Content-Security-Policy.
+
+        Read from an unsigned URL made with the same endpoint and addressing style, so that it
+        needs no credentials (the signature only adds a query string)."""
+        client = self.unsigned_connection.meta.client
+        url = client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket_name, "Key": "origin"}
+        )
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"

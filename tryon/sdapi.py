@@ -12,6 +12,11 @@ to JOB_DEADLINE.
 Differences from the WebUI: the masked area always starts from the original picture (any
 ``inpainting_fill`` is read as "original"); without "only masked" the result keeps the init
 picture's size; a ControlNet unit's ``image`` may be base64 or ``{"image": base64}``.
+
+The body must be a JSON object (another content type gets 415). Its shape is checked here, at
+the edge, before anything is stored: a value of the wrong JSON type is a 400 naming its place
+(``alwayson_scripts.try-on.args.0.pose``), while keys we do not use are ignored and a null
+means "the default", as in the WebUI.
 """
 
 import base64
@@ -26,8 +31,10 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.decorators import (
     api_view,
     authentication_classes,
+    parser_classes,
     permission_classes,
 )
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from catalog.models import Garment
@@ -45,10 +52,14 @@ from .uploads import decode_base64_upload, open_untrusted_image
 # the WebUI ignores what its scripts do not use.
 PARAMS = (
     "prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "cfg_scale", "seed",
-    "width", "height", "batch_size", "denoising_strength", "mask_blur",
-    "inpaint_full_res_padding",
+    "width", "height", "denoising_strength", "mask_blur", "inpaint_full_res_padding",
 )  # fmt: skip
 UNITS_FIELD = "alwayson_scripts.ControlNet.args"
+TRYON_FIELD = "alwayson_scripts.try-on.args.0"
+GARMENT_HINT = (
+    'give {"try-on": {"args": [{"garment": <id of your garment>, "pose": …, "scene": …}]}}'
+)
+MAX_PICTURES = 8  # n_iter × batch_size, as the API's ``count`` allows
 POLL_SECONDS = 0.25
 
 
@@ -58,6 +69,8 @@ def sdapi(methods):
     def decorate(view):
         view = permission_classes([permissions.IsAuthenticated])(view)
         view = authentication_classes([TokenAuthentication])(view)
+        # The WebUI speaks JSON only; a form's values would all be text (415 instead).
+        view = parser_classes([JSONParser])(view)
         # The WebUI documents these shapes; our OpenAPI schema describes our own API only.
         return extend_schema(exclude=True)(api_view(methods)(view))
 
@@ -69,11 +82,82 @@ def _b64_png(stored) -> str:
         return base64.b64encode(picture.read()).decode()
 
 
+# --- reading the payload: each reader refuses a value of the wrong JSON type, naming its place.
+
+
+def _refused(field: str, message: str) -> serializers.ValidationError:
+    return serializers.ValidationError({field: [message]})
+
+
+def _payload(request) -> dict:
+    """The body, a JSON object (an empty body is an empty one)."""
+    if not isinstance(request.data, dict):
+        raise serializers.ValidationError("the body must be a JSON object")
+    return request.data
+
+
+def _object(value, field: str) -> dict:
+    """``value``, a JSON object; null is an empty one."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _refused(field, "must be a JSON object")
+    return value
+
+
+def _list(value, field: str) -> list:
+    """``value``, a JSON list; null is an empty one."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _refused(field, "must be a list")
+    return value
+
+
+def _text(value, field: str) -> str:
+    """``value``, text; null is empty."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _refused(field, "must be text")
+    return value
+
+
+def _whole_number(value, field: str, *, high: int) -> int:
+    """``value``, a whole number from 1 to ``high``; null is 1."""
+    if value is None:
+        return 1
+    # bool is an int in Python; "n_iter": true is a client bug, not 1 batch.
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise _refused(field, f"must be a whole number from 1 to {high}")
+    return value
+
+
+def _flag(value, field: str) -> bool | None:
+    """``value``, a WebUI flag: true or false, or 1 or 0 as its int fields take; null is None."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise _refused(field, "must be true or false (or 1 or 0)")
+
+
+def _script_args(payload: dict, script: str) -> list:
+    """``alwayson_scripts[script]["args"]``, the arguments the WebUI gives that script."""
+    scripts = _object(payload.get("alwayson_scripts"), "alwayson_scripts")
+    field = f"alwayson_scripts.{script}"
+    return _list(_object(scripts.get(script), field).get("args"), f"{field}.args")
+
+
 def _params_from_payload(payload: dict, units: dict[str, dict]) -> dict:
-    """Our parameters from a WebUI payload and its ControlNet ``units`` (by slot)."""
+    """Our parameters from a WebUI payload and its ControlNet ``units`` (by slot).
+
+    Their values are checked by ``services`` (``pipelines.params``), which names each field.
+    """
     params = {name: payload[name] for name in PARAMS if payload.get(name) is not None}
-    if "clip_skip" in (payload.get("override_settings") or {}):
-        params["clip_skip"] = payload["override_settings"]["clip_skip"]
+    overrides = _object(payload.get("override_settings"), "override_settings")
+    if overrides.get("clip_skip") is not None:
+        params["clip_skip"] = overrides["clip_skip"]
     if units:
         # A slot without a unit keeps its default (txt2img) or gets weight 0 (img2img).
         params["controlnet"] = [
@@ -84,24 +168,20 @@ def _params_from_payload(payload: dict, units: dict[str, dict]) -> dict:
 
 def _units(payload: dict) -> dict[str, dict]:
     """The payload's enabled ControlNet units, by the slot ("openpose", "canny") each drives."""
-    raw = ((payload.get("alwayson_scripts") or {}).get("ControlNet") or {}).get("args") or []
-    if not isinstance(raw, list):
-        raise serializers.ValidationError({UNITS_FIELD: ["must be a list of units"]})
     units: dict[str, dict] = {}
-    for index, unit in enumerate(raw):
+    for index, unit in enumerate(_script_args(payload, "ControlNet")):
+        field = f"{UNITS_FIELD}.{index}"
         if not isinstance(unit, dict):
-            raise serializers.ValidationError({f"{UNITS_FIELD}.{index}": ["must be an object"]})
+            raise _refused(field, "must be a JSON object")
         if unit.get("enabled") is False:
             continue  # as in the WebUI: a disabled unit does nothing
+        module = _text(unit.get("module"), f"{field}.module") or "none"
         try:
-            slot = control_slot(str(unit.get("module") or "none"), str(unit.get("model") or ""))
+            slot = control_slot(module, _text(unit.get("model"), f"{field}.model"))
         except InvalidInputError as error:
-            field = f"{UNITS_FIELD}.{index}.{error.argument}"
-            raise serializers.ValidationError({field: [error.message]}) from None
+            raise _refused(f"{field}.{error.argument}", error.message) from None
         if slot in units:
-            raise serializers.ValidationError(
-                {f"{UNITS_FIELD}.{index}": [f"one unit per kind: {slot} already has one"]}
-            )
+            raise _refused(field, f"one unit per kind: {slot} already has one")
         units[slot] = unit
     return units
 
@@ -121,7 +201,7 @@ def _control_inputs(units: dict[str, dict]) -> dict[str, dict]:
         if isinstance(image, dict):  # {"image": …, "mask": …} in newer extension versions
             image = image.get("image")
         controls[slot] = {
-            "module": str(unit.get("module") or "none"),
+            "module": unit.get("module") or "none",  # text: _units checked it
             "image": decode_base64_upload(image, f"{field}.image") if image else None,
             "thresholds": (
                 unit.get("threshold_a", CANNY_THRESHOLDS[0]),
@@ -167,33 +247,46 @@ def _images_response(payload: dict, jobs: list[TryOnJob]) -> Response:
     return Response({"images": images, "parameters": payload, "info": json.dumps(info)})
 
 
+def _model_shot_choice(payload: dict) -> dict:
+    """``alwayson_scripts["try-on"]["args"][0]`` as ``services.model_shot_batch_create``'s
+    arguments: the garment's id (unchecked), the pose, the scene and the model's looks."""
+    args = _script_args(payload, "try-on")
+    choice = _object(args[0] if args else None, TRYON_FIELD)
+    looks = _object(choice.get("model_attributes"), f"{TRYON_FIELD}.model_attributes")
+    return {
+        "garment": choice.get("garment"),
+        "poses": [_text(choice.get("pose"), f"{TRYON_FIELD}.pose") or "front_standing"],
+        "scenes": [_text(choice.get("scene"), f"{TRYON_FIELD}.scene")],
+        "model_attributes": {
+            name: _text(word, f"{TRYON_FIELD}.model_attributes.{name}")
+            for name, word in looks.items()
+        },
+    }
+
+
+def _garment(garment_id, owner) -> Garment:
+    """``owner``'s garment with this id."""
+    field = f"{TRYON_FIELD}.garment"
+    if garment_id is None:
+        raise _refused(field, GARMENT_HINT)
+    if isinstance(garment_id, bool) or not isinstance(garment_id, int):
+        raise _refused(field, "must be the id (a whole number) of one of your garments")
+    garment = Garment.objects.filter(pk=garment_id, merchant=owner).first()
+    if garment is None:
+        raise _refused(field, f"you have no garment with id {garment_id}")
+    return garment
+
+
 @sdapi(["POST"])
 def txt2img(request):
     """A model shot: ``alwayson_scripts["try-on"]["args"][0]`` = {garment, pose, scene}."""
-    payload = request.data if isinstance(request.data, dict) else {}
-    args = ((payload.get("alwayson_scripts") or {}).get("try-on") or {}).get("args") or [{}]
-    choice = args[0] if isinstance(args[0], dict) else {}
-    garment = Garment.objects.filter(pk=choice.get("garment"), merchant=request.user).first()
-    if garment is None:
-        raise serializers.ValidationError(
-            {
-                "alwayson_scripts": [
-                    'give {"try-on": {"args": [{"garment": <id of your garment>,'
-                    ' "pose": …, "scene": …}]}}'
-                ]
-            }
-        )
+    payload = _payload(request)
+    choice = _model_shot_choice(payload)
+    garment = _garment(choice.pop("garment"), request.user)
     params = _params_from_payload(payload, _units(payload))
-    count = _count(payload, params.pop("batch_size", 1))
     try:
         jobs = services.model_shot_batch_create(
-            owner=request.user,
-            garment=garment,
-            poses=[choice.get("pose") or "front_standing"],
-            scenes=[choice.get("scene") or ""],
-            count=count,
-            model_attributes=choice.get("model_attributes") or {},
-            params=params,
+            owner=request.user, garment=garment, count=_count(payload), params=params, **choice
         )
     except services.TooManyActiveJobs as error:
         raise ConflictError(str(error)) from None
@@ -203,22 +296,24 @@ def txt2img(request):
 @sdapi(["POST"])
 def img2img(request):
     """Inpaint ``init_images[0]`` where ``mask`` is white (all of it without a mask)."""
-    payload = request.data if isinstance(request.data, dict) else {}
-    images = payload.get("init_images")
-    if not isinstance(images, list) or not images or not images[0]:
-        raise serializers.ValidationError({"init_images": ["give one base64-encoded picture"]})
+    payload = _payload(request)
+    images = _list(payload.get("init_images"), "init_images")
+    if not images or not images[0]:
+        raise _refused("init_images", "give one base64-encoded picture")
     units = _units(payload)
     params = _params_from_payload(payload, units)
-    params["batch_size"] = _count(payload, params.get("batch_size", 1))
-    if payload.get("inpaint_full_res") is not None:
-        params["inpaint_full_res"] = bool(payload["inpaint_full_res"])
+    params["batch_size"] = _count(payload)
+    only_masked = _flag(payload.get("inpaint_full_res"), "inpaint_full_res")
+    if only_masked is not None:
+        params["inpaint_full_res"] = only_masked
+    invert = _flag(payload.get("inpainting_mask_invert"), "inpainting_mask_invert")
     mask = payload.get("mask")
     try:
         job = services.inpaint_job_create(
             owner=request.user,
             image=decode_base64_upload(images[0], "init_images"),
             mask=decode_base64_upload(mask, "mask") if mask else None,
-            invert_mask=bool(payload.get("inpainting_mask_invert")),
+            invert_mask=bool(invert),
             controls=_control_inputs(units),
             params=params,
         )
@@ -228,14 +323,12 @@ def img2img(request):
     return _images_response({**payload, "init_images": None, "mask": None}, [job])
 
 
-def _count(payload: dict, batch_size) -> int:
+def _count(payload: dict) -> int:
     """Pictures asked for: ``n_iter`` batches of ``batch_size``."""
-    try:
-        count = int(payload.get("n_iter") or 1) * int(batch_size or 1)
-    except (TypeError, ValueError):
-        raise serializers.ValidationError({"n_iter": ["must be a whole number"]}) from None
-    if not 1 <= count <= 8:
-        raise serializers.ValidationError({"n_iter": ["n_iter × batch_size must be from 1 to 8"]})
+    batches = _whole_number(payload.get("n_iter"), "n_iter", high=MAX_PICTURES)
+    count = batches * _whole_number(payload.get("batch_size"), "batch_size", high=MAX_PICTURES)
+    if count > MAX_PICTURES:
+        raise _refused("n_iter", f"n_iter × batch_size must be from 1 to {MAX_PICTURES}")
     return count
 
 
@@ -359,8 +452,7 @@ def controlnet_model_list(request):
 @sdapi(["POST"])
 def png_info(request):
     """The generation parameters inside a picture, as the WebUI's PNG Info reads them."""
-    encoded = (request.data or {}).get("image", "") if isinstance(request.data, dict) else ""
-    upload = decode_base64_upload(encoded, "image")
+    upload = decode_base64_upload(_payload(request).get("image"), "image")
     try:
         picture = open_untrusted_image(upload.read())
     except ValidationError as error:

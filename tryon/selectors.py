@@ -113,6 +113,20 @@ def file_access(job: TryOnJob, *, user, session_key: str | None, published: bool
     return "audited" if user.is_staff and user.has_perm(PHOTO_PERMISSION) else ""
 
 
+REVIEW_PERMISSION = "tryon.change_tryonresult"
+
+
+def can_review(user, job: TryOnJob) -> bool:
+    """Whether ``user`` may approve or reject ``job``'s results, on any interface.
+
+    Staff holding the result change permission review model shots; a shopper's photo try-on
+    or a client's inpaint shows a real person's picture, so it also needs the photo permission.
+    """
+    if not (user and user.is_authenticated and user.is_staff and user.has_perm(REVIEW_PERMISSION)):
+        return False
+    return job.kind == TryOnJob.Kind.MODEL_SHOT or user.has_perm(PHOTO_PERMISSION)
+
+
 def jobs_of(*, user, session_key: str | None):
     """The jobs a shopper or merchant asked for, newest first."""
     if user and user.is_authenticated:

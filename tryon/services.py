@@ -24,6 +24,7 @@ from django.core.files.base import ContentFile
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from PIL import Image
 
 from catalog.models import Garment
@@ -33,7 +34,7 @@ from pipelines.errors import GenerationCancelled, InvalidInputError, PipelineErr
 from pipelines.params import MAX_SEED, params_from_dict
 
 from .models import PhotoAccess, TryOnJob, TryOnResult, WorkerHeartbeat
-from .selectors import jobs_of
+from .selectors import can_review, jobs_of
 from .storage import delete_files_on_commit, png_file
 from .uploads import clean_image, clean_image_upload
 
@@ -70,9 +71,8 @@ def _claim_a_slot(job: TryOnJob) -> None:
     once cannot both take the last slot.
     """
     owner_key = f"user:{job.owner_id}" if job.owner_id else f"session:{job.session_key}"
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [owner_key])
+    # Always in this order (owner, then address), so two requests never wait on each other.
+    _lock_on_postgresql(owner_key)
     mine = (
         TryOnJob.objects.filter(owner_id=job.owner_id)
         if job.owner_id
@@ -83,11 +83,38 @@ def _claim_a_slot(job: TryOnJob) -> None:
         if job.kind == TryOnJob.Kind.PHOTO
         else settings.MAX_ACTIVE_MODEL_SHOTS
     )
+    kind = job.get_kind_display().lower()
     if mine.filter(kind=job.kind, status__in=TryOnJob.ACTIVE).count() >= limit:
         raise TooManyActiveJobs(
-            f"you already have {limit} {job.get_kind_display().lower()}s waiting or running; "
+            f"you already have {limit} {kind}s waiting or running; "
             "wait for one to finish or cancel one"
         )
+    if job.owner_id is None and job.client_key:
+        # A fresh cookie per request is a fresh session: the address caps them all.
+        _lock_on_postgresql(f"address:{job.client_key}")
+        from_address = TryOnJob.objects.filter(
+            owner=None, client_key=job.client_key, status__in=TryOnJob.ACTIVE
+        )
+        if from_address.count() >= settings.MAX_ACTIVE_JOBS_PER_ADDRESS:
+            raise TooManyActiveJobs(
+                f"{settings.MAX_ACTIVE_JOBS_PER_ADDRESS} {kind}s from your network are already "
+                "waiting or running; wait for one to finish"
+            )
+
+
+def _lock_on_postgresql(key: str) -> None:
+    """Serialize the transactions that check ``key``'s cap (SQLite's IMMEDIATE transactions
+    already serialize every writer)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [key])
+
+
+def client_key(address: str | None) -> str:
+    """An anonymous client's address as stored on its jobs: keyed-hashed, "" when unknown."""
+    if not address:
+        return ""
+    return salted_hmac("tryon.client_key", address, algorithm="sha256").hexdigest()
 
 
 def _enqueue(job: TryOnJob) -> None:
@@ -194,10 +221,13 @@ def tryon_job_create(
     check_pose: bool = True,
     photo_from: TryOnJob | None = None,
     callback_url: str = "",
+    client_address: str | None = None,
 ) -> TryOnJob:
     """Validate a try-on request, store it and queue it (after the transaction commits).
 
-    ``owner`` is a signed-in user; an anonymous shopper is identified by ``session_key``.
+    ``owner`` is a signed-in user; an anonymous shopper is identified by ``session_key``, and
+    ``client_address`` caps an address's active jobs whatever its sessions
+    (MAX_ACTIVE_JOBS_PER_ADDRESS).
     A photo try-on needs ``person_photo`` (an upload, cleaned like every picture, and checked
     for a usable pose unless ``check_pose`` is false) and ``consent``. Raises
     ``ValidationError`` keyed by the offending field; nothing is stored then.
@@ -252,6 +282,8 @@ def tryon_job_create(
         photo_uploaded_at=photo_uploaded_at,
         callback_url=callback_url,
     )
+    if job.owner is None:
+        job.client_key = client_key(client_address)
     if job.owner is None and not job.session_key:
         raise ValidationError({"owner": ["a job needs an owner: a user or a session"]})
     return _save_new_job(job, {"person_photo": photo}, extra)
@@ -465,6 +497,7 @@ def tryon_job_rerun(*, job: TryOnJob, new_seed: bool) -> TryOnJob:
         consent_at=job.consent_at,
         controls=job.controls,
         photo_uploaded_at=_photo_uploaded_at(job) if job.person_photo else None,
+        client_key=job.client_key,
     )
     with transaction.atomic():
         _claim_a_slot(copy)
@@ -537,9 +570,15 @@ def record_photo_access(*, user, job: TryOnJob, what: str) -> None:
 
 
 def result_review(*, result: TryOnResult, reviewer, approve: bool, note: str = "") -> TryOnResult:
-    """Staff's verdict on a result; a rejected result is unpublished."""
-    if not reviewer.is_staff:
-        raise PermissionDenied("only staff review results")
+    """Staff's verdict on a result; a rejected result is unpublished.
+
+    Raises ``PermissionDenied`` unless ``selectors.can_review`` allows ``reviewer``.
+    """
+    if not can_review(reviewer, result.job):
+        raise PermissionDenied(
+            "reviewing needs the “Can change try-on result” permission, and for a shopper's "
+            "picture also “Can view shoppers' photos”"
+        )
     result.review_status = TryOnResult.Review.APPROVED if approve else TryOnResult.Review.REJECTED
     result.reviewer = reviewer
     result.reviewed_at = timezone.now()
@@ -553,9 +592,14 @@ def result_review(*, result: TryOnResult, reviewer, approve: bool, note: str = "
 
 
 def result_publish(*, result: TryOnResult, user, published: bool = True) -> TryOnResult:
-    """Show (or hide) a staff-approved model shot on its product page; the garment's merchant."""
+    """Show (or hide) a staff-approved model shot on its product page; the garment's merchant.
+
+    A result of a job someone else asked for raises ``PermissionDenied``: a shopper's try-on
+    of the merchant's garment is the shopper's, and stays private. The merchant's own photo
+    try-ons (of their model) are never published either (``ValidationError``).
+    """
     job = result.job
-    if job.garment.merchant_id != user.pk:
+    if job.garment is None or job.garment.merchant_id != user.pk or job.owner_id != user.pk:
         raise PermissionDenied("only the garment's merchant publishes its model shots")
     if published:
         if job.kind != TryOnJob.Kind.MODEL_SHOT:

@@ -6,10 +6,13 @@ used only when ``DJANGO_DEBUG`` is true; a production process must set them expl
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from pipelines.pictures import MAX_SIDE as PIPELINE_MAX_SIDE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -46,6 +49,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "axes",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -56,6 +60,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before whitenoise, so that every response carries the policy, static files' too.
+    "tryon.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -63,6 +69,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: it turns a sign-in refused by the lockout into the 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tryon.urls"
@@ -118,6 +126,35 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "after_login"
 LOGOUT_REDIRECT_URL = "catalog:home"
+
+# Sign-in lockout (django-axes, tryon/login_lockout.py) on /accounts/login/ and the admin's:
+# after LOGIN_FAILURE_LIMIT failed sign-ins for one username (from any address), or from one
+# address (on any usernames), that username or address is refused with 429, the right password
+# too, until LOGIN_LOCKOUT_MINUTES pass without another try. axes' backend goes first, so it
+# refuses before ModelBackend checks a password; it needs the request, so every authenticate()
+# call must pass one.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+# Two counters, not one per (username, address) pair: with the pair alone one address could
+# guess at every account, and many addresses at one.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# The address the API's throttles use: X-Forwarded-For only as REST_FRAMEWORK["NUM_PROXIES"] says.
+AXES_CLIENT_IP_CALLABLE = "tryon.client_address.client_address"
+# Counts in the database, not the cache: updated in a transaction, shared by every process and
+# host whatever CACHE_URL is, and listed in admin ("Access attempts"; deleting one unlocks).
+AXES_HANDLER = "tryon.login_lockout.SignInAttemptHandler"
+# A successful sign-in forgets that username's failures from that address (the handler says why
+# only those).
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "tryon.login_lockout.lockout_response"
+# Privacy: a failed attempt's row (username, address, browser) is deleted at the next sign-in
+# once it is older than the lockout; successful sign-ins are not recorded (axes would keep them
+# forever).
+AXES_DISABLE_ACCESS_LOG = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -197,6 +234,13 @@ if S3_PUBLIC_BUCKET or S3_PRIVATE_BUCKET:
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=15 * 1024 * 1024)
 UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
 UPLOAD_MIN_SIDE = env.int("UPLOAD_MIN_SIDE", default=128)
+# Each side at most this long (and the long side at most 4 times the short one): OpenCV and
+# MediaPipe abort the process on a side of 32767 or more; the pipeline refuses beyond MAX_SIDE.
+UPLOAD_MAX_SIDE = env.int("UPLOAD_MAX_SIDE", default=10000)
+if not 0 < UPLOAD_MAX_SIDE <= PIPELINE_MAX_SIDE:
+    raise ImproperlyConfigured(
+        f"UPLOAD_MAX_SIDE must be from 1 to {PIPELINE_MAX_SIDE}, not {UPLOAD_MAX_SIDE}."
+    )
 # A request body Django buffers in memory (JSON, form fields; not multipart files, which go to
 # disk): larger is refused before it is read. Big enough for a WebUI img2img payload, whose
 # picture, mask and ControlNet maps all come base64-encoded in one JSON body.
@@ -286,10 +330,16 @@ WORKER_STALE_AFTER = env.int("WORKER_STALE_AFTER", default=60)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's own two, the browsable API's page made to pass the Content-Security-Policy.
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "tryon.renderers.BrowsableAPIRenderer",
+    ],
     # Token first: an unauthenticated request then gets 401 with WWW-Authenticate, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        # A session cookie's writes need the CSRF token, signed in or not (tryon/api_auth.py).
+        "tryon.api_auth.CsrfCheckedSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -312,17 +362,42 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No badge from Swagger's online validator: a picture from its host, which the
+    # Content-Security-Policy refuses, telling it the schema's address.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
-# A shopper (user or session) may have this many jobs queued or running at once.
+# A shopper (user or session) may have this many jobs queued or running at once; anonymous
+# shoppers from one client address, this many in all (whatever their cookies). Set it well above
+# MAX_ACTIVE_JOBS: an office or a mobile carrier puts many shoppers behind one address.
 MAX_ACTIVE_JOBS = env.int("MAX_ACTIVE_JOBS", default=4)
+MAX_ACTIVE_JOBS_PER_ADDRESS = env.int("MAX_ACTIVE_JOBS_PER_ADDRESS", default=16)
 # Job callbacks (tryon/callbacks.py): signed with this secret (default: derived from the secret
 # key); addresses on loopback or private networks are refused unless allowed (tests, intranets).
 CALLBACK_SECRET = env.str("CALLBACK_SECRET", default="")
 CALLBACK_ALLOW_PRIVATE = env.bool("CALLBACK_ALLOW_PRIVATE", default=False)
 # A merchant may have this many model shots queued or running at once (a batch is up to 24).
 MAX_ACTIVE_MODEL_SHOTS = env.int("MAX_ACTIVE_MODEL_SHOTS", default=48)
+
+# Content-Security-Policy (django-csp), the same in DEBUG and production: scripts, styles and
+# requests only from this site, no inline script or style attribute and no eval (pages keep
+# their data in data-* attributes or json_script), never framed. Pictures may also be data: and
+# blob: URLs (Swagger UI's icons, the photo's preview before upload) and, with object storage,
+# come from its buckets: tryon/csp.py adds their origins to img-src, as the storages say.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
@@ -349,4 +424,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # axes says something at INFO on every sign-in and sign-out; its WARNINGs are the failed
+    # sign-ins and lockouts (username and address masked).
+    "loggers": {"axes": {"level": "WARNING"}},
 }

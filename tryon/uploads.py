@@ -18,6 +18,8 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pipelines.pictures import MAX_ASPECT
+
 # Pillow format name -> (file extension, save options). Decided by content, never by file name.
 ACCEPTED_FORMATS = {
     "JPEG": ("jpg", {"quality": 92, "optimize": True}),
@@ -41,13 +43,7 @@ def open_untrusted_image(data: bytes) -> Image.Image:
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; treat it as a bomb too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS))
-            width, height = image.size
-            if width * height > settings.UPLOAD_MAX_PIXELS:
-                raise ValidationError(
-                    f"The picture is {width}×{height} pixels; the limit is "
-                    f"{settings.UPLOAD_MAX_PIXELS / 1e6:.0f} megapixels.",
-                    code="too_many_pixels",
-                )
+            _check_dimensions(*image.size)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValidationError(
@@ -64,6 +60,34 @@ def open_untrusted_image(data: bytes) -> Image.Image:
             "The picture is damaged or incomplete; please upload it again.", code="corrupt_image"
         ) from None
     return image
+
+
+def _check_dimensions(width: int, height: int) -> None:
+    """Refuse a picture by the size its header declares, before any pixel is decoded.
+
+    Beside the pixel budget, each side and the aspect ratio are bounded: OpenCV and MediaPipe
+    abort the whole process on a side of 32767 or more (``pipelines.pictures``), and a sliver
+    reaches such a side within any pixel budget.
+    """
+    if width * height > settings.UPLOAD_MAX_PIXELS:
+        raise ValidationError(
+            f"The picture is {width}×{height} pixels; the limit is "
+            f"{settings.UPLOAD_MAX_PIXELS / 1e6:.0f} megapixels.",
+            code="too_many_pixels",
+        )
+    if max(width, height) > settings.UPLOAD_MAX_SIDE:
+        raise ValidationError(
+            f"The picture is {width}×{height} pixels; each side may be at most "
+            f"{settings.UPLOAD_MAX_SIDE} pixels.",
+            code="side_too_long",
+        )
+    long, short = max(width, height), min(width, height)
+    if long > MAX_ASPECT * short:
+        raise ValidationError(
+            f"The picture is {width}×{height} pixels: its long side is {long / short:.0f} times "
+            f"its short side; at most {MAX_ASPECT:g} times is accepted.",
+            code="too_narrow",
+        )
 
 
 def _normalised(image: Image.Image) -> Image.Image:

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from catalog.api import GarmentViewSet
@@ -35,7 +35,15 @@ api_urlpatterns = [
     path("samplers/", api.samplers, name="api-samplers"),
     path("models/", api.models, name="api-models"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Swagger UI with its start-up script at ?script, not inline, as the Content-Security-Policy
+    # wants; the page without its inline style (templates/api/swagger_ui.html).
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="api-schema", template_name="api/swagger_ui.html"
+        ),
+        name="api-docs",
+    ),
     # Anything else under /api/ (an id of the wrong shape, a typo) answers in the API's JSON.
     # Only paths ending in a slash: Django still redirects a missing slash to the real one.
     re_path(r"^.*/$", api.not_found),

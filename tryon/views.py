@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -17,6 +18,7 @@ from catalog.selectors import is_merchant
 
 from . import selectors, services
 from .api_errors import form_throttle_wait, too_fast_message
+from .client_address import client_address
 from .forms import TryOnForm
 from .models import TryOnJob, TryOnResult
 from .selectors import JOB_FILE_FIELDS, file_access, system_health
@@ -41,12 +43,20 @@ def healthz(request):
     return JsonResponse(system_health())
 
 
+# A published model shot stops being public when its merchant hides it or staff reject it, and
+# this view then answers 404. s-maxage=0 makes shared caches (a CDN, a proxy) come back to this
+# view (or to the store, behind a signed URL) on every request, so none goes on showing it to
+# everyone; max-age lets the one browser that has already shown it keep it for a minute, as a
+# streamed file has no validator that would make asking again cheap.
+PUBLISHED_CACHE_CONTROL = "public, max-age=60, s-maxage=0"
+
+
 def _private_file_response(stored, *, public: bool, download: bool = False):
     """The file itself, or a redirect to a short-lived signed URL where the storage has one
     (a private bucket): the storage then serves it, with the same headers."""
     filename = Path(stored.name).name
     disposition = f'{"attachment" if download else "inline"}; filename="{filename}"'
-    cache_control = "public, max-age=300" if public else "private, no-store"
+    cache_control = PUBLISHED_CACHE_CONTROL if public else "private, no-store"
     url = signed_url(stored, content_disposition=disposition, cache_control=cache_control)
     if url is not None:
         response = HttpResponseRedirect(url)
@@ -122,6 +132,9 @@ def shopper_session_key(request) -> str:
     if not request.session.session_key:
         request.session.save()
         request.session.modified = True
+    # The session cookie now owns jobs, so its later writes must carry the CSRF token
+    # (tryon/api_auth.py): make sure the client has one too.
+    get_token(request)
     return request.session.session_key
 
 
@@ -169,6 +182,7 @@ def tryon_create(request, garment_pk):
                 person_photo=None if reuse else form.cleaned_data["person_photo"],
                 photo_from=reuse,
                 consent=form.cleaned_data["consent"],
+                client_address=client_address(request),
             )
         except ValidationError as error:
             _add_errors(form, error)

@@ -34,6 +34,10 @@
 
     var fullWidth = canvas.width;
     var fullHeight = canvas.height;
+    // The whole picture in view while painting, however tall: no wider than the window's height
+    // allows. Set here, as a page's style attribute would break the Content-Security-Policy.
+    stage.style.maxWidth =
+      "max(16rem, calc((100vh - 9rem) * " + fullWidth + " / " + fullHeight + "))";
     var scale = Math.min(1, MAX_WORK_SIDE / Math.max(fullWidth, fullHeight));
     canvas.width = Math.max(1, Math.round(fullWidth * scale));
     canvas.height = Math.max(1, Math.round(fullHeight * scale));

@@ -38,13 +38,36 @@ def browser():
         browser.close()
 
 
+# Every document of the context reports each Content-Security-Policy violation to the test
+# (through an exposed function, which lives on across navigations).
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportCspViolation(
+    `${event.effectiveDirective} refused ${event.blockedURI || "(inline)"} ` +
+      `at ${event.sourceFile || document.location.pathname}:${event.lineNumber}`
+  );
+});
+"""
+
+
 @pytest.fixture
 def page(browser):
+    """A fresh page; the test fails if any page it opened broke the Content-Security-Policy."""
     context = browser.new_context(viewport={"width": 1200, "height": 900})
+    violations = []
+
+    def report(violation: str) -> None:
+        violations.append(violation)
+
+    context.expose_function("reportCspViolation", report)
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
+    if not page.is_closed():
+        page.evaluate("0")  # a round trip: reports still on their way arrive before it
     context.close()
+    assert not violations, "the Content-Security-Policy refused:\n" + "\n".join(violations)
 
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "screenshots"

@@ -3,6 +3,7 @@
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
+from django.test import RequestFactory
 
 from catalog.demo import DEMO_GARMENTS, DEMO_MERCHANT, DEMO_STAFF, analysed_tee
 from catalog.models import Garment
@@ -22,10 +23,16 @@ def _password(output, username):
     return line.split()[-1]
 
 
+def _sign_in(username, password):
+    """The user these credentials sign in, or None. The sign-in lockout needs the request."""
+    request = RequestFactory().post("/accounts/login/")
+    return authenticate(request, username=username, password=password)
+
+
 def test_seed_demo_creates_accounts_and_garments_across_categories(settings, capsys):
     output = _run(settings, capsys)
-    merchant = authenticate(username=DEMO_MERCHANT, password=_password(output, DEMO_MERCHANT))
-    staff = authenticate(username=DEMO_STAFF, password=_password(output, DEMO_STAFF))
+    merchant = _sign_in(DEMO_MERCHANT, _password(output, DEMO_MERCHANT))
+    staff = _sign_in(DEMO_STAFF, _password(output, DEMO_STAFF))
     assert merchant is not None and is_merchant(merchant)
     assert staff is not None and staff.is_staff
     garments = Garment.objects.filter(merchant=merchant)
@@ -43,7 +50,7 @@ def test_seed_demo_twice_creates_no_duplicates(settings, capsys, media_root):
     assert sorted(media_root.rglob("*.png")) == files_after_first
     assert "(0 new)" in output
     # The second run's printed password is the one that works.
-    assert authenticate(username=DEMO_MERCHANT, password=_password(output, DEMO_MERCHANT))
+    assert _sign_in(DEMO_MERCHANT, _password(output, DEMO_MERCHANT))
 
 
 def test_seed_demo_refuses_to_run_without_debug(settings):

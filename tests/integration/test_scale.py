@@ -265,3 +265,19 @@ def _redeliver_unacknowledged(stack) -> None:
         f"{stack.redis_url}/0", transport_options={"visibility_timeout": 0}
     ) as connection:
         connection.default_channel.qos.restore_visible(interval=1)
+
+
+def test_a_burst_gets_exactly_the_budget_through_on_redis(redis_url, settings):
+    # At scale every web process counts in Redis: its INCR is the atomic step, no lock.
+    from tests.tryon.test_ratelimit import _burst
+    from tryon import ratelimit
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"{redis_url}/3",
+        }
+    }
+    key = f"burst-{time.time()}"
+    outcomes = _burst(lambda: ratelimit.hit(key, 60, 60) is None)
+    assert len(outcomes) == 128 and outcomes.count(True) == 60

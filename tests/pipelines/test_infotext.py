@@ -3,6 +3,8 @@
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from pipelines.errors import InvalidInputError
@@ -16,6 +18,7 @@ from pipelines.infotext import (
     save_png_with_infotext,
 )
 from pipelines.samplers import infotext_sampler_fields, resolve_sampler
+from pipelines.text import has_unsafe, one_line
 
 OPENPOSE_UNIT = (
     "Module: openpose, Model: control_v11p_sd15_openpose [cab727d4], Weight: 1.0, "
@@ -128,7 +131,9 @@ def test_round_trip(text):
     params.pop("Size-2", None)
     params = {"Size": f"{parsed['Size-1']}x{parsed['Size-2']}", **params}
     again = format_infotext(parsed["Prompt"], parsed["Negative prompt"], params)
-    assert parse_infotext(again) == parsed
+    # The WebUI's multi-line prompts are read as written and written back on one line each.
+    one_line = {key: parsed[key].replace("\n", " ") for key in ("Prompt", "Negative prompt")}
+    assert parse_infotext(again) == {**parsed, **one_line}
 
 
 def test_parse_webui_inpaint_infotext():
@@ -233,3 +238,60 @@ def test_reads_the_webui_exif_user_comment(image_format):
     Image.new("RGB", (8, 8)).save(buffer, format=image_format, exif=exif)
     buffer.seek(0)
     assert read_png_infotext(buffer) == text
+
+
+# --- no prompt or value spans lines --------------------------------------------------------------
+
+PARAMS = {"Steps": 20, "Sampler": "Euler a", "CFG scale": 7, "Seed": 1, "Size": (512, 512)}
+LINE_BREAKERS = ["\n", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029", "\r\n"]
+
+
+def test_a_forged_negative_prompt_stays_on_the_prompt_line():
+    text = format_infotext("blue\nNegative prompt: forged negative", "lowres", PARAMS)
+    parsed = parse_infotext(text)
+    assert parsed["Prompt"] == "blue Negative prompt: forged negative"
+    assert parsed["Negative prompt"] == "lowres"
+    assert len(text.splitlines()) == 3
+
+
+@pytest.mark.parametrize("breaker", LINE_BREAKERS)
+def test_prompts_are_written_on_one_line_each(breaker):
+    text = format_infotext(
+        f"blue{breaker}Steps: 99, Seed: 7, Size: 1x1", f"lowres{breaker}extra fingers", PARAMS
+    )
+    assert len(text.splitlines()) == 3 and text.count("\n") == 2
+    parsed = parse_infotext(text)
+    assert parsed["Prompt"] == "blue Steps: 99, Seed: 7, Size: 1x1"
+    assert parsed["Negative prompt"] == "lowres extra fingers"
+    assert parsed["Steps"] == "20" and parsed["Seed"] == "1"
+
+
+def test_a_prompt_that_begins_like_the_negative_prompt_stays_the_prompt():
+    text = format_infotext("Negative prompt: forged", "lowres", PARAMS)
+    parsed = parse_infotext(text)
+    assert parsed["Prompt"] == "negative prompt: forged"
+    assert parsed["Negative prompt"] == "lowres"
+
+
+# A newline the WebUI quotes already (test_format_quotes_values_with_newlines_and_colons_as_json).
+@pytest.mark.parametrize("breaker", [*LINE_BREAKERS[1:-1], "\x7f", "\u202e", "\u2066", "\ud800"])
+def test_values_with_line_breaks_or_controls_are_quoted_escaped_and_read_back(breaker):
+    value = f"tiny{breaker}lora"
+    text = format_infotext("p", "n", {**PARAMS, "Note": value})
+    assert len(text.splitlines()) == 3
+    assert not has_unsafe(text.replace("\n", ""))
+    assert parse_infotext(text)["Note"] == value
+
+
+@settings(max_examples=300)
+@given(st.text(), st.text(), st.text())
+def test_whatever_the_prompts_hold_they_read_back_as_written_on_one_line(prompt, negative, note):
+    text = format_infotext(prompt, negative, {**PARAMS, "Note": note or None})
+    assert not has_unsafe(text.replace("\n", ""))
+    parsed = parse_infotext(text)
+    expected = one_line(prompt).strip()
+    if expected.startswith("Negative prompt:"):
+        expected = "n" + expected[1:]
+    assert parsed["Prompt"] == expected
+    assert parsed["Negative prompt"] == one_line(negative).strip()
+    assert parsed["Steps"] == "20" and parsed["Seed"] == "1"

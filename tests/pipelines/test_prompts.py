@@ -15,9 +15,17 @@ from pipelines.errors import InvalidInputError
 from pipelines.prompts import (
     BASE_NEGATIVE,
     BREAK_MARKER,
+    DESCRIPTION_PROMPT_CHARS,
+    DESCRIPTION_PROMPT_WORDS,
+    MAX_PROMPT_CHARS,
+    MAX_PROMPT_TOKENS,
+    MAX_PROMPT_WINDOWS,
     USER_TEXT_MAX,
     ParsedPrompt,
+    build_free_prompt,
     build_prompt,
+    check_prompt_length,
+    description_words,
     encode_prompt,
     encode_prompt_pair,
     is_break,
@@ -27,6 +35,7 @@ from pipelines.prompts import (
     tokenizer_windows,
     validate_prompt,
 )
+from pipelines.text import has_unsafe
 
 # --- parsing: the WebUI's own doctest examples ---------------------------------------------------
 
@@ -558,3 +567,179 @@ def test_sanitised_text_means_what_the_user_wrote_within_the_clamp(text):
     assert [weight for _, weight in actual] == pytest.approx(
         [weight for _, weight in expected], abs=1e-3
     )
+
+
+# --- one line: no person's or database's text can break a prompt's line --------------------------
+
+LINE_BREAKERS = [
+    "\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029",
+]  # fmt: skip
+OTHER_CONTROLS = ["\x00", "\x07", "\x1b", "\t", "\x7f", "\x9b", "\u202e", "\u2067", "\ud800"]
+
+
+def test_a_forged_negative_prompt_in_user_text_stays_on_the_prompt_line():
+    text = "blue\nNegative prompt: forged negative"
+    assert sanitize_user_prompt(text) == "blue Negative prompt: forged negative"
+    positive, negative = build_prompt(category="upper", user_text=text)
+    assert "\n" not in positive and "forged" not in negative
+    free, _ = build_free_prompt(text)
+    assert free == "blue Negative prompt: forged negative"
+
+
+@pytest.mark.parametrize("character", LINE_BREAKERS + OTHER_CONTROLS)
+def test_user_text_loses_control_characters_and_their_run_becomes_one_space(character):
+    assert sanitize_user_prompt(f"red {character}{character} (silk:1.2)") == "red (silk:1.2)"
+    # Runs of plain spaces are the person's own and stay as written.
+    assert sanitize_user_prompt(f"red   silk{character}dress") == "red   silk dress"
+
+
+# Line breaks and tabs in database text were already whitespace to the builder.
+@pytest.mark.parametrize("character", [c for c in OTHER_CONTROLS if c != "\t"])
+def test_database_text_loses_control_characters(character):
+    positive, negative = build_prompt(
+        category="upper",
+        colour=f"navy{character}blue",
+        material=f"linen{character}",
+        description=f"soft\n{character}Negative prompt: forged",
+        scene=f"beach{character}sunset",
+        scene_negative=f"crowds{character}litter",
+    )
+    assert not has_unsafe(positive) and not has_unsafe(negative)
+    assert "navy blue linen top" in positive and "beach sunset" in positive
+    assert "soft Negative prompt: forged" in positive and "crowds litter" in negative
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=USER_TEXT_MAX), st.text(max_size=400))
+def test_no_built_prompt_holds_a_control_character(user_text, description):
+    positive, negative = build_prompt(
+        category="dress", description=description, user_text=user_text, user_negative=user_text
+    )
+    assert not has_unsafe(positive) and not has_unsafe(negative)
+
+
+# --- a description reaches a prompt as its first words -------------------------------------------
+
+
+def numbered_words(count: int) -> str:
+    return " ".join(f"w{index}" for index in range(count))
+
+
+def test_only_the_first_words_of_a_description_reach_the_prompt():
+    positive, _ = build_prompt(category="upper", description=numbered_words(1000))
+    last = DESCRIPTION_PROMPT_WORDS - 1
+    assert f"w{last}," in positive and f"w{last + 1}" not in positive
+
+
+def test_a_description_of_megabytes_builds_a_prompt_of_a_few_hundred_characters():
+    huge = "soft cotton jersey " * 110_000  # 2 MB
+    positive, _ = build_prompt(category="upper", description=huge)
+    assert len(positive) < 600
+    assert description_words(huge) == " ".join(huge.split()[:DESCRIPTION_PROMPT_WORDS])
+
+
+def test_the_description_is_cut_at_a_word_boundary_within_its_character_cap():
+    long_words = " ".join(f"{index:03d}" + "x" * 9 for index in range(40))  # 40 × 12 characters
+    kept = description_words(long_words)
+    assert len(kept) <= DESCRIPTION_PROMPT_CHARS
+    assert long_words.startswith(kept + " ")
+    one_word = "x" * 5000
+    assert description_words(one_word) == "x" * DESCRIPTION_PROMPT_CHARS
+
+
+def test_description_words_stop_at_control_characters():
+    assert description_words("soft\x00cotton\u2028tee\u202e!") == "soft cotton tee !"
+
+
+# --- the token cap -------------------------------------------------------------------------------
+
+
+def test_a_prompt_of_the_cap_fits_and_one_token_more_is_refused():
+    assert len(windows(words(MAX_PROMPT_TOKENS), comma_backtrack=0)) == MAX_PROMPT_WINDOWS
+    with pytest.raises(InvalidInputError) as caught:
+        windows(words(MAX_PROMPT_TOKENS + 1))
+    assert caught.value.argument == "prompt"
+    assert f"{MAX_PROMPT_TOKENS + 1} tokens" in caught.value.message
+    assert f"at most {MAX_PROMPT_TOKENS} tokens" in caught.value.message
+
+
+def test_breaks_cannot_spread_a_short_prompt_over_more_windows():
+    text = " BREAK ".join(f"w{index}" for index in range(MAX_PROMPT_WINDOWS + 1))
+    with pytest.raises(InvalidInputError) as caught:
+        windows(text)
+    assert f"in {MAX_PROMPT_WINDOWS + 1} windows" in caught.value.message
+
+
+def test_the_field_is_named_by_the_caller():
+    with pytest.raises(InvalidInputError) as caught:
+        windows(words(MAX_PROMPT_TOKENS + 1), field="negative_prompt")
+    assert caught.value.argument == "negative_prompt"
+
+
+def test_a_prompt_of_megabytes_is_refused_before_the_tokenizer_sees_it():
+    seen: list[int] = []
+
+    def recording(texts: list[str]) -> list[list[int]]:
+        seen.append(sum(map(len, texts)))
+        return fake_tokenize(texts)
+
+    huge = words(400_000)  # about 3 MB
+    with pytest.raises(InvalidInputError) as caught:
+        token_windows(parse_prompt(huge), recording, bos_id=BOS, eos_id=EOS, comma_id=COMMA)
+    assert caught.value.argument == "prompt" and "characters" in caught.value.message
+    assert seen == []
+
+
+class RecordingTokenizer:
+    """A transformers tokenizer that notes how many characters each call was given."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.seen: list[int] = []
+
+    def __call__(self, texts, **kwargs):
+        self.seen.append(sum(map(len, texts)))
+        return self.tokenizer(texts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+class EncoderThatMustNotRun:
+    def __init__(self, encoder):
+        self.config = encoder.config
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("the text encoder ran on a prompt over the cap")
+
+
+def test_check_prompt_length_is_cheap_on_any_input(clip):
+    tokenizer = RecordingTokenizer(clip[0])
+    with pytest.raises(InvalidInputError) as caught:
+        check_prompt_length("red silk dress, " * 200_000, tokenizer, field="negative_prompt")
+    assert caught.value.argument == "negative_prompt" and tokenizer.seen == []
+
+    # Within the character bound, over the token cap: counted, on bounded input, and refused.
+    with pytest.raises(InvalidInputError) as caught:
+        check_prompt_length("a, " * MAX_PROMPT_TOKENS, tokenizer)
+    assert caught.value.argument == "prompt" and "tokens" in caught.value.message
+    assert tokenizer.seen and max(tokenizer.seen) <= MAX_PROMPT_CHARS
+
+    assert check_prompt_length("a red dress", tokenizer) == 1
+
+
+def test_encoding_refuses_a_prompt_over_the_cap_before_encoding_either(clip):
+    tokenizer, encoder = clip
+    over = parse_prompt("a " * (MAX_PROMPT_TOKENS + 1))  # one token per "a" with this tokenizer
+    guard = EncoderThatMustNotRun(encoder)
+    with pytest.raises(InvalidInputError) as caught:
+        encode_prompt_pair(parse_prompt("red"), over, tokenizer, guard)
+    assert caught.value.argument == "negative_prompt"
+    with pytest.raises(InvalidInputError) as caught:
+        encode_prompt_pair(over, parse_prompt("red"), tokenizer, guard)
+    assert caught.value.argument == "prompt"
+    with pytest.raises(InvalidInputError):
+        encode_prompt(over, tokenizer, guard)
+    # At the cap, counted with the tokenizer's own ids, all six windows are encoded.
+    z = encode_prompt(parse_prompt("a " * MAX_PROMPT_TOKENS), tokenizer, encoder)
+    assert z.shape == (1, 77 * MAX_PROMPT_WINDOWS, 32)

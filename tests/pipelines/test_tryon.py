@@ -458,3 +458,38 @@ def test_a_batch_encodes_its_prompts_once(photo, tee, models, monkeypatch):
     monkeypatch.setattr(generate, "encode_prompt_pair", counting)
     output = run(_photo_request(photo, (tee,), batch_size=3), models_dir=models)
     assert len(output.images) == 3 and len(calls) == 1
+
+
+def test_a_prompt_over_the_token_cap_fails_before_anything_is_painted(tee, models, monkeypatch):
+    from pipelines.prompts import MAX_PROMPT_TOKENS, USER_TEXT_MAX
+
+    painted, loras = [], []
+    monkeypatch.setattr(generate, "inpaint_pass", lambda *a, **k: painted.append(1))
+    use_loras = generate.Generator.use_loras
+    monkeypatch.setattr(
+        generate.Generator, "use_loras", lambda self, *a: loras.append(1) or use_loras(self, *a)
+    )
+    # Within the web's character cap, but the tiny kit's tokenizer spells digits and commas one
+    # token each: with the built model-shot prompt, over the token cap.
+    digits = "1," * (USER_TEXT_MAX // 2)
+    with pytest.raises(InvalidInputError) as caught:
+        run(_shot_request((tee,), prompt=digits), models_dir=models)
+    assert caught.value.argument == "prompt"
+    assert "tokens long" in caught.value.message
+    assert f"at most {MAX_PROMPT_TOKENS} tokens" in caught.value.message
+    assert painted == [] and loras == []
+
+
+def test_a_description_of_megabytes_reaches_the_prompt_as_its_first_words(tee, models):
+    from dataclasses import replace
+
+    from pipelines.prompts import DESCRIPTION_PROMPT_WORDS, build_prompt
+
+    huge = " ".join(f"w{index}" for index in range(300_000))  # 2 MB
+    # Checked first: without the cap, the run below would encode two million tokens.
+    assert len(build_prompt(category="upper", description=huge)[0]) < 1000
+    output = run(_shot_request((replace(tee, description=huge),)), models_dir=models)
+    prompt = parse_infotext(output.images[0].infotext)["Prompt"]
+    last = DESCRIPTION_PROMPT_WORDS - 1
+    assert f"w{last}," in prompt and f"w{last + 1}" not in prompt
+    assert output.params["prompt"] == prompt

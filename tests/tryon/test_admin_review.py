@@ -514,3 +514,23 @@ def test_an_inpaint_without_a_garment_is_listed_and_shown(staff_client, admin_us
         response = staff_client.get(page)
         assert response.status_code == 200, page
         assert "Inpaint" in response.content.decode()
+
+
+def test_bulk_review_leaves_shoppers_pictures_to_staff_with_the_photo_permission(client):
+    reviewer = make_staff("reviewer", photo_permission=False)
+    reviewer.user_permissions.add(Permission.objects.get(codename="change_tryonresult"))
+    client.force_login(reviewer)
+    shot = TryOnResultFactory()
+    _, photo = photo_job_with_result()
+    changelist = reverse("admin:tryon_tryonresult_changelist")
+    done = client.post(
+        changelist,
+        {"action": "approve", "_selected_action": [shot.pk, photo.pk], "post": "yes", "note": ""},
+        follow=True,
+    )
+    page = done.content.decode()
+    assert "1 result(s) approved" in page
+    assert "1 result(s) of shoppers&#x27; pictures were left as they were" in page
+    shot.refresh_from_db(), photo.refresh_from_db()
+    assert shot.review_status == TryOnResult.Review.APPROVED
+    assert photo.review_status == TryOnResult.Review.PENDING and photo.reviewer is None

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 from PIL import Image
 from rest_framework.authtoken.models import Token
@@ -222,6 +223,53 @@ def test_review_and_publish_through_the_api(api, merchant, admin_user):
     assert TryOnResult.objects.get(pk=result.pk).review_note == "ok"
 
 
+@pytest.mark.parametrize("kind", ["photo", "inpaint"])
+def test_a_merchant_reaches_no_result_but_their_own_model_shots(api, merchant, kind):
+    # Ids are sequential: a merchant trying them must learn nothing of a shopper's try-on of
+    # their garment (its seed, infotext and review state), nor of anyone's inpaint.
+    garment = GarmentFactory(merchant=merchant) if kind == "photo" else None
+    shopper_job = TryOnJobFactory(kind=kind, garment=garment, owner=UserFactory())
+    theirs = TryOnResultFactory(job=shopper_job, infotext="the shopper's own words")
+    own = TryOnResultFactory(job__garment=GarmentFactory(merchant=merchant), job__owner=merchant)
+    _as(api, merchant)
+    for verb in ("publish", "unpublish"):
+        refused = api.post(f"/api/results/{theirs.pk}/{verb}/")
+        assert refused.status_code == 404, refused.json()
+        assert "shopper's own words" not in refused.content.decode()
+    assert api.post(f"/api/results/{own.pk}/unpublish/").status_code == 200
+
+
+def _staff(*codenames):
+    user = UserFactory(is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+@pytest.mark.parametrize(
+    ("codenames", "model_shot", "photo"),
+    [
+        ((), 403, 403),
+        (("view_tryonresult",), 403, 403),
+        (("change_tryonresult",), 200, 403),
+        (("change_tryonresult", "view_person_photo"), 200, 200),
+    ],
+    ids=["no-permissions", "view-only", "change", "change-and-photo"],
+)
+def test_reviewing_needs_the_change_permission_and_for_photos_the_photo_one(
+    api, codenames, model_shot, photo
+):
+    shot = TryOnResultFactory(infotext="a merchant's prompt")
+    photo_result = TryOnResultFactory(job__kind="photo", infotext="a shopper's own words")
+    _as(api, _staff(*codenames))
+    for result, expected in ((shot, model_shot), (photo_result, photo)):
+        answer = api.post(f"/api/results/{result.pk}/review/", {"approve": True}, format="json")
+        assert answer.status_code == expected, answer.json()
+        result.refresh_from_db()
+        assert result.review_status == ("approved" if expected == 200 else "pending")
+        if expected != 200:
+            assert "infotext" not in answer.json() and "message" in answer.json()
+
+
 @pytest.mark.parametrize("who", ["anonymous", "owner", "other", "staff", "merchant"])
 def test_permission_matrix(api, who, merchant, admin_user, make_merchant):
     owner = UserFactory(username="shopper")
@@ -239,9 +287,11 @@ def test_permission_matrix(api, who, merchant, admin_user, make_merchant):
     assert listed == ([str(job.pk)] if who == "owner" else [])
     review = api.post(f"/api/results/{result.pk}/review/", {"approve": True}, format="json")
     assert review.status_code == {"anonymous": 401, "staff": 200}.get(who, 403)
-    # A shopper's try-on is never published, by anyone.
-    publish = api.post(f"/api/results/{result.pk}/publish/")
-    assert publish.status_code in {"anonymous": (401,), "merchant": (400,)}.get(who, (404,))
+    # A shopper's try-on is never published, by anyone, nor even seen by the garment's merchant.
+    for verb in ("publish", "unpublish"):
+        answer = api.post(f"/api/results/{result.pk}/{verb}/")
+        assert answer.status_code == (401 if who == "anonymous" else 404)
+        assert "infotext" not in answer.json() and "seed" not in answer.json()
     garment_write = api.patch(f"/api/garments/{garment.pk}/", {"title": "x"}, format="json")
     assert garment_write.status_code == {"anonymous": 401, "merchant": 200}.get(who, 403)
     assert api.get(f"/api/garments/{garment.pk}/").status_code == 200

@@ -10,7 +10,7 @@ from rest_framework.authtoken.models import Token
 from pipelines.safety import SAFETY_FOLDER, SafetyChecker
 from tests.conftest import photo_upload
 from tests.pipelines.test_safety import FLAG_EVERYTHING, FLAG_NOTHING, make_safety_checker
-from tests.tryon.test_settings_and_imports import _python
+from tests.processes import run_python
 from tryon.models import TryOnJob, TryOnResult
 from tryon.services import tryon_job_create, withheld_notice
 
@@ -144,7 +144,7 @@ def test_tryon_content_filter_off_skips_the_installed_filter(
 
 
 def test_an_unknown_setting_stops_the_start_instead_of_guessing():
-    result = _python(
+    result = run_python(
         "import django; django.setup()",
         DJANGO_SETTINGS_MODULE="tryon.settings",
         DJANGO_DEBUG="true",

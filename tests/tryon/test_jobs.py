@@ -378,8 +378,14 @@ def test_review_and_publishing_rules(merchant, admin_user):
         job__kind="photo", job__garment__merchant=merchant, job__owner=None, job__session_key="s"
     )
     result_review(result=photo_result, reviewer=admin_user, approve=True)
+    with pytest.raises(PermissionDenied):  # the shopper's, not the merchant's
+        result_publish(result=photo_result, user=merchant, published=False)
+    own_model_photo = TryOnResultFactory(
+        job__kind="photo", job__garment__merchant=merchant, job__owner=merchant
+    )
+    result_review(result=own_model_photo, reviewer=admin_user, approve=True)
     with pytest.raises(ValidationError, match="stay private"):
-        result_publish(result=photo_result, user=merchant)
+        result_publish(result=own_model_photo, user=merchant)
 
 
 def test_private_files_are_served_to_their_owner_only(
@@ -424,7 +430,9 @@ def test_the_product_page_shows_published_model_shots_only(client, merchant, adm
         # Nor can anyone outside fetch them by guessing the address.
         assert client.get(reverse("result_file", args=[hidden.pk, "image"])).status_code == 404
     response = client.get(reverse("result_file", args=[shown.pk, "image"]))
-    assert response.status_code == 200 and response["Cache-Control"].startswith("public")
+    assert response.status_code == 200
+    # Hidden or rejected later, it must not live on in a CDN: shared caches ask every time.
+    assert response["Cache-Control"] == "public, max-age=60, s-maxage=0"
     # Its maps stay with staff and the merchant.
     assert client.get(reverse("result_file", args=[shown.pk, "mask"])).status_code == 404
 

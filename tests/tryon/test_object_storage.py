@@ -209,12 +209,15 @@ def test_a_private_file_is_a_redirect_to_a_signed_url_after_the_check(s3, client
 
 
 @pytest.mark.django_db
-def test_a_published_model_shot_is_signed_for_anyone_and_cacheable(s3, client, admin_user):
+def test_a_published_model_shot_is_signed_for_anyone_and_revalidated_by_shared_caches(
+    s3, client, admin_user
+):
     result = TryOnResultFactory()
     result_review(result=result, reviewer=admin_user, approve=True)
     result_publish(result=result, user=result.job.garment.merchant)
     query = _signed(client.get(reverse("result_file", args=[result.pk, "image"])))
-    assert query["response-cache-control"] == "public, max-age=300"
+    # Hidden or rejected later, it must not live on in a CDN: shared caches ask every time.
+    assert query["response-cache-control"] == "public, max-age=60, s-maxage=0"
 
 
 @pytest.mark.django_db

@@ -7,29 +7,16 @@ import json
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 from skimage import data
 
+from catalog.models import Garment
 from pipelines.infotext import parse_infotext
-from tests.factories import TryOnJobFactory
+from tests.conftest import png_base64
+from tests.factories import GarmentFactory, TryOnJobFactory
 from tryon import services
 from tryon.models import TryOnJob
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def webui(merchant):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=merchant).key}")
-    return client
-
-
-def _b64(picture: Image.Image) -> str:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def test_a_token_is_required(client):
@@ -96,6 +83,107 @@ def test_txt2img_without_a_garment_says_how_to_give_one(webui):
     assert response.status_code == 400 and "try-on" in response.json()["message"]
 
 
+def _with(body: dict, path: str, value) -> dict:
+    """A copy of ``body`` with ``value`` at the dotted ``path`` (a number indexes a list)."""
+    body = json.loads(json.dumps(body))
+    *outer, last = path.split(".")
+    node = body
+    for key in outer:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    node[int(last) if isinstance(node, list) else last] = value
+    return body
+
+
+def _as_json(body) -> str:
+    # json.dumps writes an infinite float as Infinity, which DRF refuses as not JSON; a client's
+    # 1e400 is JSON, and Python reads it as an infinite float.
+    return json.dumps(body).replace("Infinity", "1e400")
+
+
+TRYON = "alwayson_scripts.try-on.args.0"
+LOOKS = f"{TRYON}.model_attributes"
+CONTROLNET = "alwayson_scripts.ControlNet"
+UNITS = f"{CONTROLNET}.args"
+
+
+# Bodies that got a 500, were accepted, or were refused naming another field: (endpoint, where
+# in a valid body, what is put there, the field the 400 names).
+MALFORMED = [
+    ("txt2img", "alwayson_scripts", "try-on", "alwayson_scripts"),
+    ("txt2img", "alwayson_scripts.try-on", "garment", "alwayson_scripts.try-on"),
+    ("txt2img", "alwayson_scripts.try-on", 5, "alwayson_scripts.try-on"),
+    ("txt2img", "alwayson_scripts.try-on", {}, f"{TRYON}.garment"),
+    ("txt2img", "alwayson_scripts.try-on.args", "x", "alwayson_scripts.try-on.args"),
+    ("txt2img", "alwayson_scripts.try-on.args", {"0": {}}, "alwayson_scripts.try-on.args"),
+    ("txt2img", "alwayson_scripts.try-on.args", [], f"{TRYON}.garment"),
+    ("txt2img", TRYON, "x", TRYON),
+    ("txt2img", f"{TRYON}.garment", [1], f"{TRYON}.garment"),
+    ("txt2img", f"{TRYON}.garment", "abc", f"{TRYON}.garment"),
+    ("txt2img", f"{TRYON}.garment", {"id": 1}, f"{TRYON}.garment"),
+    ("txt2img", f"{TRYON}.garment", True, f"{TRYON}.garment"),
+    ("txt2img", LOOKS, {"hair": 5}, f"{LOOKS}.hair"),
+    ("txt2img", LOOKS, {"age_range": []}, f"{LOOKS}.age_range"),
+    ("txt2img", LOOKS, ["hair"], LOOKS),
+    ("txt2img", LOOKS, "hair", LOOKS),
+    ("txt2img", f"{TRYON}.pose", ["front_standing"], f"{TRYON}.pose"),
+    ("txt2img", f"{TRYON}.scene", {"name": "beach"}, f"{TRYON}.scene"),
+    ("txt2img", CONTROLNET, [{"module": "canny"}], CONTROLNET),
+    ("txt2img", CONTROLNET, "x", CONTROLNET),
+    ("txt2img", UNITS, {}, UNITS),
+    ("txt2img", UNITS, [{"module": "canny", "model": {}}], f"{UNITS}.0.model"),
+    ("txt2img", "override_settings", "clip_skip", "override_settings"),
+    ("txt2img", "override_settings", ["clip_skip"], "override_settings"),
+    ("txt2img", "n_iter", 2.5, "n_iter"),
+    ("txt2img", "n_iter", True, "n_iter"),
+    ("txt2img", "n_iter", float("inf"), "n_iter"),
+    ("txt2img", "batch_size", -2, "batch_size"),
+    ("img2img", "alwayson_scripts", [], "alwayson_scripts"),
+    ("img2img", CONTROLNET, "x", CONTROLNET),
+    ("img2img", "inpaint_full_res", "false", "inpaint_full_res"),
+    ("img2img", "inpaint_full_res", [], "inpaint_full_res"),
+    ("img2img", "inpainting_mask_invert", "x", "inpainting_mask_invert"),
+    ("img2img", "inpainting_mask_invert", {}, "inpainting_mask_invert"),
+    ("img2img", "batch_size", float("inf"), "batch_size"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("endpoint", "path", "value", "field"), MALFORMED)
+def test_a_malformed_body_gets_400_naming_the_field_and_stores_nothing(
+    webui, merchant, settings, endpoint, path, value, field
+):
+    settings.JOB_DEADLINE = 0  # a body wrongly accepted answers at once, its job still queued
+    garment = GarmentFactory(merchant=merchant, analysis_status=Garment.AnalysisStatus.DONE)
+    picture = png_base64(Image.new("RGB", (128, 128), "white"))
+    valid = {
+        "txt2img": {"alwayson_scripts": {"try-on": {"args": [{"garment": garment.pk}]}}},
+        "img2img": {"init_images": [picture]},
+    }[endpoint]
+    body = _as_json(_with({"steps": 2, "width": 128, "height": 128, **valid}, path, value))
+    response = webui.post(f"/sdapi/v1/{endpoint}", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == field
+    assert not TryOnJob.objects.exists() and _stored(settings) == []
+
+
+@pytest.mark.parametrize("endpoint", ["txt2img", "img2img", "png-info"])
+@pytest.mark.parametrize("body", ["[1]", '"x"', "5", "null"])
+def test_a_body_that_is_not_a_json_object_gets_400(webui, endpoint, body):
+    response = webui.post(f"/sdapi/v1/{endpoint}", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"message": "the body must be a JSON object"}
+
+
+def test_an_empty_body_names_the_missing_garment(webui):
+    response = webui.post("/sdapi/v1/txt2img", "", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["field"] == f"{TRYON}.garment"
+
+
+def test_a_form_body_gets_415(webui):
+    response = webui.post("/sdapi/v1/txt2img", {"alwayson_scripts": "try-on"})
+    assert response.status_code == 415 and "message" in response.json()
+
+
 def test_progress_and_interrupt(webui, merchant):
     idle = webui.get("/sdapi/v1/progress").json()
     assert idle["progress"] == 0.0 and idle["state"]["job_count"] == 0
@@ -143,7 +231,7 @@ def _bomb_png(side: int = 30000) -> bytes:
     [
         b"not a picture",
         _bomb_png(),
-        base64.b64decode(_b64(Image.fromarray(data.astronaut())))[:3000],
+        base64.b64decode(png_base64(Image.fromarray(data.astronaut())))[:3000],
     ],
     ids=["text", "bomb", "truncated"],
 )
@@ -175,8 +263,8 @@ def test_img2img_with_two_controlnet_units_answers_in_webui_shape(
     edges = Image.new("RGB", picture.size)
     ImageDraw.Draw(edges).ellipse((160, 160, 200, 220), outline="white", width=2)
     payload = {
-        "init_images": [f"data:image/png;base64,{_b64(picture)}"],
-        "mask": _b64(mask),
+        "init_images": [f"data:image/png;base64,{png_base64(picture)}"],
+        "mask": png_base64(mask),
         "mask_blur": 0,
         "inpainting_fill": 1,
         "inpaint_full_res": True,
@@ -197,7 +285,7 @@ def test_img2img_with_two_controlnet_units_answers_in_webui_shape(
                      "weight": 0.8, "guidance_start": 0.0, "guidance_end": 0.9,
                      "control_mode": 0},
                     {"enabled": True, "module": "none", "model": "tiny-canny [0000]",
-                     "image": {"image": _b64(edges)}, "weight": 0.6, "guidance_start": 0.1,
+                     "image": {"image": png_base64(edges)}, "weight": 0.6, "guidance_start": 0.1,
                      "guidance_end": 1.0, "control_mode": "ControlNet is more important"},
                     {"enabled": False, "module": "depth", "model": "None"},
                 ]
@@ -239,7 +327,7 @@ def test_img2img_without_units_or_mask_repaints_all_unguided(webui, tiny_models_
     settings.TRYON_ENGINE = "tiny"
     settings.JOB_DEADLINE = 60
     picture = Image.fromarray(data.astronaut()).resize((128, 128))
-    payload = {"init_images": [_b64(picture)], "steps": 1, "width": 64, "height": 64,
+    payload = {"init_images": [png_base64(picture)], "steps": 1, "width": 64, "height": 64,
                "seed": 5, "batch_size": 2, "denoising_strength": 1.0}  # fmt: skip
     body = webui.post("/sdapi/v1/img2img", payload, format="json").json()
     assert len(body["images"]) == 2 and json.loads(body["info"])["all_seeds"] == [5, 6]
@@ -279,9 +367,9 @@ def test_img2img_refuses_bad_input_naming_the_field_and_stores_nothing(
         "empty": Image.new("L", picture.size),
         "full": Image.new("L", picture.size, 255),
     }
-    payload = {"init_images": [_b64(picture)], "mask": _b64(mask), **change}
+    payload = {"init_images": [png_base64(picture)], "mask": png_base64(mask), **change}
     if payload["mask"] in masks:
-        payload["mask"] = _b64(masks[payload["mask"]])
+        payload["mask"] = png_base64(masks[payload["mask"]])
     if "units" in payload:
         payload["alwayson_scripts"] = {"ControlNet": {"args": payload.pop("units")}}
     response = webui.post("/sdapi/v1/img2img", payload, format="json")
@@ -296,7 +384,7 @@ def test_inpaint_inputs_are_private_and_go_with_the_job(
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     picture, mask = init_and_mask
-    upload = lambda image: SimpleUploadedFile("x.png", base64.b64decode(_b64(image)))  # noqa: E731
+    upload = lambda image: SimpleUploadedFile("x.png", base64.b64decode(png_base64(image)))  # noqa: E731
     job = services.inpaint_job_create(
         owner=merchant,
         image=upload(picture),
@@ -327,7 +415,7 @@ def test_inpaints_are_purged_with_photos_and_have_no_shopper_page(
 
     picture, _ = init_and_mask
     job = services.inpaint_job_create(
-        owner=merchant, image=SimpleUploadedFile("x.png", base64.b64decode(_b64(picture)))
+        owner=merchant, image=SimpleUploadedFile("x.png", base64.b64decode(png_base64(picture)))
     )
     client.force_login(merchant)
     assert client.get(f"/tryon/{job.pk}/").status_code == 404

@@ -1,11 +1,7 @@
 """Process-level rules: safe settings outside DEBUG, and no torch in a web process."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+from tests.processes import run_python
 
-ROOT = Path(__file__).resolve().parents[2]
 HEAVY_MODULES = (
     "torch",
     "torchvision",
@@ -16,20 +12,8 @@ HEAVY_MODULES = (
 )
 
 
-def _python(code, **env):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_production_settings_refuse_the_development_secret_key():
-    result = _python(
+    result = run_python(
         "import django; django.setup()",
         DJANGO_SETTINGS_MODULE="tryon.settings",
         DJANGO_DEBUG="false",
@@ -39,7 +23,7 @@ def test_production_settings_refuse_the_development_secret_key():
 
 
 def test_production_settings_need_allowed_hosts_too():
-    result = _python(
+    result = run_python(
         "import django; django.setup()",
         DJANGO_SETTINGS_MODULE="tryon.settings",
         DJANGO_DEBUG="false",
@@ -49,7 +33,7 @@ def test_production_settings_need_allowed_hosts_too():
 
 
 def test_production_settings_start_when_everything_is_set():
-    result = _python(
+    result = run_python(
         "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
         DJANGO_SETTINGS_MODULE="tryon.settings",
         DJANGO_DEBUG="false",
@@ -70,9 +54,9 @@ def test_production_settings_pass_the_deploy_check_with_three_variables():
         "import sys; from django.core.management import execute_from_command_line; "
         "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])"
     )
-    result = _python(code, DJANGO_SETTINGS_MODULE="tryon.settings", **production)
+    result = run_python(code, DJANGO_SETTINGS_MODULE="tryon.settings", **production)
     assert result.returncode == 0, result.stdout + result.stderr
-    headers = _python(
+    headers = run_python(
         "import django; django.setup(); from django.test import Client; "
         "from django.core.management import call_command; call_command('migrate', verbosity=0); "
         "c = Client(); r = c.get('/', secure=True, HTTP_HOST='shop.example.com'); "
@@ -100,12 +84,10 @@ def test_production_trusts_one_proxys_address_in_x_forwarded_for():
         "import django; django.setup(); from django.conf import settings; "
         "print(settings.REST_FRAMEWORK['NUM_PROXIES'])"
     )
-    assert _python(code, **production).stdout.strip() == "1"
-    assert _python(code, **production, DJANGO_BEHIND_PROXY="false").stdout.strip() == "0"
-    assert (
-        _python(code, DJANGO_SETTINGS_MODULE="tryon.settings", DJANGO_DEBUG="true").stdout.strip()
-        == "0"
-    )
+    assert run_python(code, **production).stdout.strip() == "1"
+    assert run_python(code, **production, DJANGO_BEHIND_PROXY="false").stdout.strip() == "0"
+    development = run_python(code, DJANGO_SETTINGS_MODULE="tryon.settings", DJANGO_DEBUG="true")
+    assert development.stdout.strip() == "0"
 
 
 def test_the_web_process_never_imports_torch(tmp_path):
@@ -124,7 +106,7 @@ def test_the_web_process_never_imports_torch(tmp_path):
         f"loaded = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
         "print(','.join(loaded) or 'none')\n"
     )
-    result = _python(
+    result = run_python(
         code,
         DJANGO_DEBUG="true",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
