@@ -6,9 +6,10 @@ C++ exception nobody catches), so a 12 KB PNG of 32768×128 white pixels killed 
 and the workers. Every stage that hands a picture to OpenCV or MediaPipe checks it here first,
 and the site refuses such uploads before that (``tryon.uploads``); this is the last line.
 
-The aspect limit is for the same code: a person photo, a product shot, a mask or a ControlNet
-map is never 20 times wider than tall, but a sliver is a cheap way to reach a huge side within
-any pixel budget.
+The aspect limit is for the same code: the OpenPose map is drawn with its short side at 512
+pixels (``person.render_openpose``), so a picture 32 times longer than wide makes a canvas of
+16384 on its long side, and anything thinner would push it past ``SHRT_MAX`` again. 32 is also
+as thin as the WebUI's sizes go (64 × 2048), so every picture this site makes passes.
 """
 
 from PIL import Image
@@ -18,7 +19,7 @@ from .errors import InvalidInputError
 # Well below SHRT_MAX: some stages pad or enlarge a picture before it reaches OpenCV.
 MAX_SIDE = 16384
 # The long side at most this many times the short side.
-MAX_ASPECT = 4.0
+MAX_ASPECT = 32.0
 
 
 def check_picture_size(picture: Image.Image | tuple[int, int], field: str = "image") -> None:

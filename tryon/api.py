@@ -187,8 +187,7 @@ class MayReview(permissions.BasePermission):
     message = "reviewing needs a staff account with the “Can change try-on result” permission"
 
     def has_permission(self, request, view):
-        user = request.user
-        return bool(user and user.is_staff and user.has_perm(selectors.REVIEW_PERMISSION))
+        return selectors.is_reviewer(request.user)
 
 
 @extend_schema_view(

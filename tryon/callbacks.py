@@ -23,6 +23,7 @@ CALLBACK_ALLOW_PRIVATE (tests, intranets) allows loopback and private addresses;
 else above still holds.
 """
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -30,6 +31,7 @@ import ipaddress
 import json
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -40,12 +42,19 @@ from django.utils.crypto import salted_hmac
 from .models import TryOnJob
 
 TIMEOUT_SECONDS = 10
+# Callbacks share the CPU workers with garment analysis: a receiver must not hold one for long.
+# A timeout is per connect or read, so a server that drips a byte every few seconds would never
+# meet it; the whole delivery gets this long, and a name's first few addresses get a try.
+DELIVERY_DEADLINE_SECONDS = 30
+MAX_ADDRESSES_TRIED = 3
 MAX_URL_LENGTH = TryOnJob._meta.get_field("callback_url").max_length
 
 # Not public, though ``is_global`` says so: the IETF protocol assignments and local-use NAT64
-# (before Python 3.11.10 / 3.12.4), and the deprecated IPv4-compatible IPv6 addresses (on all).
+# (before Python 3.11.10 / 3.12.4), and on all versions the deprecated IPv4-compatible and
+# site-local IPv6 addresses and SIIT's IPv4-translated ones (::ffff:0:a.b.c.d).
 _NOT_GLOBAL = tuple(
-    ipaddress.ip_network(network) for network in ("192.0.0.0/24", "::/96", "64:ff9b:1::/48")
+    ipaddress.ip_network(network)
+    for network in ("192.0.0.0/24", "::/96", "64:ff9b:1::/48", "fec0::/10", "::ffff:0:0:0/96")
 )
 # NAT64's well-known prefix: a gateway relays to the IPv4 address in the last 32 bits.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -182,7 +191,7 @@ def payload(job: TryOnJob) -> bytes:
 def _open_socket(addresses: list[tuple], timeout: float) -> socket.socket:
     """A TCP connection to the first of the checked ``addresses`` that accepts one."""
     error = OSError("the callback's host name has no address")
-    for family, sockaddr in addresses:
+    for family, sockaddr in addresses[:MAX_ADDRESSES_TRIED]:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
@@ -215,6 +224,14 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
         self.sock = tls.wrap_socket(self.sock, server_hostname=self.host)
 
 
+def _cut(connection: http.client.HTTPConnection) -> None:
+    """End a delivery past its deadline: a blocked read returns at once (then it is retried)."""
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed: the delivery ended by itself
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def deliver(job: TryOnJob) -> int:
     """POST the job's end to its callback URL.
 
@@ -231,12 +248,15 @@ def deliver(job: TryOnJob) -> int:
     }
     kind = _PinnedHTTPSConnection if destination.https else _PinnedHTTPConnection
     connection = kind(destination, addresses)
+    deadline = threading.Timer(DELIVERY_DEADLINE_SECONDS, _cut, [connection])
+    deadline.start()
     try:
         connection.request("POST", destination.path, body=body, headers=headers)
         status = connection.getresponse().status
     except http.client.HTTPException as error:  # a garbled answer: worth another try, too
         raise OSError(f"the callback's answer is not HTTP: {error!r}") from error
     finally:
+        deadline.cancel()
         connection.close()
     # A redirect is not followed: its target was never checked (a 302 to 127.0.0.1 would reach
     # our own network). Nor is it a delivery: like any answer but 2xx, it is tried again later.

@@ -41,9 +41,11 @@ def hit(key: str, limit: int, window: float, *, now: float | None = None) -> flo
     count = _add(current, 1, timeout=2 * window)
     if carried + count <= limit:
         return None
-    _add(current, -1, timeout=2 * window)
+    kept = _add(current, -1, timeout=2 * window)
     if count > limit:
-        return window - into  # the current window alone is full: until it is the previous one
+        # The current window alone is full. Once it is the previous one its share still counts
+        # and fades as it slides out: until there is room for one more.
+        return (window - into) + window * max(0.0, 1 - (limit - 1) / kept)
     # The previous window's share fades as it slides out: until it is small enough.
     return max(1.0, window * (1 - (limit - count) / before) - into)
 

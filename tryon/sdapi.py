@@ -46,7 +46,7 @@ from pipelines.params import CONTROL_NAMES
 from . import selectors, services
 from .api_errors import ConflictError
 from .models import TryOnJob
-from .uploads import decode_base64_upload, open_untrusted_image
+from .uploads import ANY_PICTURE_MAX_ASPECT, decode_base64_upload, open_untrusted_image
 
 # The WebUI names of our parameters; everything else in a payload is accepted and ignored, as
 # the WebUI ignores what its scripts do not use.
@@ -142,6 +142,11 @@ def _flag(value, field: str) -> bool | None:
     raise _refused(field, "must be true or false (or 1 or 0)")
 
 
+def _or_default(value, default):
+    """``value``, or ``default`` where the client sent null (the WebUI's "not set")."""
+    return default if value is None else value
+
+
 def _script_args(payload: dict, script: str) -> list:
     """``alwayson_scripts[script]["args"]``, the arguments the WebUI gives that script."""
     scripts = _object(payload.get("alwayson_scripts"), "alwayson_scripts")
@@ -204,8 +209,8 @@ def _control_inputs(units: dict[str, dict]) -> dict[str, dict]:
             "module": unit.get("module") or "none",  # text: _units checked it
             "image": decode_base64_upload(image, f"{field}.image") if image else None,
             "thresholds": (
-                unit.get("threshold_a", CANNY_THRESHOLDS[0]),
-                unit.get("threshold_b", CANNY_THRESHOLDS[1]),
+                _or_default(unit.get("threshold_a"), CANNY_THRESHOLDS[0]),
+                _or_default(unit.get("threshold_b"), CANNY_THRESHOLDS[1]),
             ),
         }
     return controls
@@ -454,7 +459,7 @@ def png_info(request):
     """The generation parameters inside a picture, as the WebUI's PNG Info reads them."""
     upload = decode_base64_upload(_payload(request).get("image"), "image")
     try:
-        picture = open_untrusted_image(upload.read())
+        picture = open_untrusted_image(upload.read(), max_aspect=ANY_PICTURE_MAX_ASPECT)
     except ValidationError as error:
         raise ValidationError({"image": error.messages}) from None
     text = read_png_infotext(picture) or ""

@@ -116,13 +116,19 @@ def file_access(job: TryOnJob, *, user, session_key: str | None, published: bool
 REVIEW_PERMISSION = "tryon.change_tryonresult"
 
 
+def is_reviewer(user) -> bool:
+    """Whether ``user`` reviews results at all: staff holding the result change permission."""
+    staff = bool(user and user.is_authenticated and user.is_staff)
+    return staff and user.has_perm(REVIEW_PERMISSION)
+
+
 def can_review(user, job: TryOnJob) -> bool:
     """Whether ``user`` may approve or reject ``job``'s results, on any interface.
 
-    Staff holding the result change permission review model shots; a shopper's photo try-on
-    or a client's inpaint shows a real person's picture, so it also needs the photo permission.
+    Reviewers (``is_reviewer``) review model shots; a shopper's photo try-on or a client's
+    inpaint shows a real person's picture, so it also needs the photo permission.
     """
-    if not (user and user.is_authenticated and user.is_staff and user.has_perm(REVIEW_PERMISSION)):
+    if not is_reviewer(user):
         return False
     return job.kind == TryOnJob.Kind.MODEL_SHOT or user.has_perm(PHOTO_PERMISSION)
 

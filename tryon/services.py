@@ -36,7 +36,7 @@ from pipelines.params import MAX_SEED, params_from_dict
 from .models import PhotoAccess, TryOnJob, TryOnResult, WorkerHeartbeat
 from .selectors import can_review, jobs_of
 from .storage import delete_files_on_commit, png_file
-from .uploads import clean_image, clean_image_upload
+from .uploads import ANY_PICTURE_MAX_ASPECT, clean_image, clean_image_upload
 
 logger = logging.getLogger(__name__)
 
@@ -384,8 +384,10 @@ def _unguided(params: dict, controls: dict) -> dict:
 
 
 def _clean_picture(upload, field: str) -> ContentFile:
+    """An inpaint's picture, mask or control map: the client's own, as thin as the pictures
+    this site makes (not only a person photo's shape)."""
     try:
-        return clean_image_upload(upload)
+        return clean_image_upload(upload, max_aspect=ANY_PICTURE_MAX_ASPECT)
     except ValidationError as error:
         raise ValidationError({field: error.messages}) from None
 

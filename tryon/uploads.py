@@ -28,6 +28,13 @@ ACCEPTED_FORMATS = {
 }
 
 
+# A person photo or a product shot is at most this much longer than wide (a standing person's
+# full-body crop is about 1:3). A client's own picture to inpaint, and any picture only read
+# (png-info), may be as thin as the pictures this site makes: ANY_PICTURE_MAX_ASPECT.
+PHOTO_MAX_ASPECT = 4.0
+ANY_PICTURE_MAX_ASPECT = MAX_ASPECT
+
+
 def _megabytes(n_bytes: int, *, round_up: bool = False) -> str:
     """``n_bytes`` in MB to a tenth; a file's size is rounded up and a limit down, so a file
     just over the limit never reads as the same number."""
@@ -35,15 +42,16 @@ def _megabytes(n_bytes: int, *, round_up: bool = False) -> str:
     return f"{(math.ceil(tenths) if round_up else math.floor(tenths)) / 10:g} MB"
 
 
-def open_untrusted_image(data: bytes) -> Image.Image:
+def open_untrusted_image(data: bytes, *, max_aspect: float = PHOTO_MAX_ASPECT) -> Image.Image:
     """Open and fully decode ``data``; refuse anything but a complete JPEG, PNG or WebP within
-    the pixel limit (``ValidationError`` with a message for people)."""
+    the limits (``ValidationError`` with a message for people): ``UPLOAD_MAX_PIXELS``,
+    ``UPLOAD_MAX_SIDE`` on each side and ``max_aspect``, all read from the header first."""
     try:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; treat it as a bomb too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS))
-            _check_dimensions(*image.size)
+            _check_dimensions(*image.size, max_aspect=max_aspect)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValidationError(
@@ -62,7 +70,7 @@ def open_untrusted_image(data: bytes) -> Image.Image:
     return image
 
 
-def _check_dimensions(width: int, height: int) -> None:
+def _check_dimensions(width: int, height: int, *, max_aspect: float) -> None:
     """Refuse a picture by the size its header declares, before any pixel is decoded.
 
     Beside the pixel budget, each side and the aspect ratio are bounded: OpenCV and MediaPipe
@@ -82,10 +90,10 @@ def _check_dimensions(width: int, height: int) -> None:
             code="side_too_long",
         )
     long, short = max(width, height), min(width, height)
-    if long > MAX_ASPECT * short:
+    if long > max_aspect * short:
         raise ValidationError(
-            f"The picture is {width}×{height} pixels: its long side is {long / short:.0f} times "
-            f"its short side; at most {MAX_ASPECT:g} times is accepted.",
+            f"The picture is {width}×{height} pixels: its long side is {long / short:.1f} times "
+            f"its short side; at most {max_aspect:g} times is accepted.",
             code="too_narrow",
         )
 
@@ -103,22 +111,26 @@ def _normalised(image: Image.Image) -> Image.Image:
     return clean
 
 
-def clean_image_upload(uploaded) -> ContentFile:
+def clean_image_upload(uploaded, *, max_aspect: float = PHOTO_MAX_ASPECT) -> ContentFile:
     """Validate an uploaded picture and return it re-encoded under a random name.
 
     Raises ``ValidationError`` as :func:`clean_image` does.
     """
-    return clean_image(uploaded)[1]
+    return clean_image(uploaded, max_aspect=max_aspect)[1]
 
 
-def clean_image(uploaded) -> tuple[Image.Image, ContentFile]:
+def clean_image(
+    uploaded, *, max_aspect: float = PHOTO_MAX_ASPECT
+) -> tuple[Image.Image, ContentFile]:
     """Validate an uploaded picture: its pixels (upright, RGB or RGBA) and the file to store,
     re-encoded under a random name. The pixels spare a caller that looks at the picture
     (the try-on's pose check) decoding the file again.
 
     Raises ``ValidationError`` with a message for the person who uploaded it when the file is not
     a JPEG/PNG/WebP picture, is damaged, is larger than ``UPLOAD_MAX_BYTES``, has more than
-    ``UPLOAD_MAX_PIXELS`` pixels or is smaller than ``UPLOAD_MIN_SIDE`` on its short side.
+    ``UPLOAD_MAX_PIXELS`` pixels or a side over ``UPLOAD_MAX_SIDE``, is longer than
+    ``max_aspect`` times its width (a person photo's or product shot's limit unless said) or is
+    smaller than ``UPLOAD_MIN_SIDE`` on its short side.
     """
     if uploaded.size > settings.UPLOAD_MAX_BYTES:
         raise ValidationError(
@@ -127,7 +139,7 @@ def clean_image(uploaded) -> tuple[Image.Image, ContentFile]:
             code="too_large",
         )
     uploaded.seek(0)
-    source = open_untrusted_image(uploaded.read())
+    source = open_untrusted_image(uploaded.read(), max_aspect=max_aspect)
     if min(source.size) < settings.UPLOAD_MIN_SIDE:
         raise ValidationError(
             f"The picture is {source.width}×{source.height} pixels; it must be at least "

@@ -9,6 +9,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -214,6 +215,8 @@ NOT_PUBLIC = [
     "::7f00:1",  # IPv4-compatible 127.0.0.1
     "2002:7f00:1::1",  # 6to4, relayed to 127.0.0.1
     "64:ff9b::a9fe:a9fe",  # NAT64, relayed to 169.254.169.254
+    "fec0::1",  # deprecated site-local, which Python still calls global
+    "::ffff:0:a9fe:a9fe",  # SIIT's IPv4-translated 169.254.169.254, likewise
 ]
 PUBLIC = ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:c5c3", "::ffff:93.184.215.14"]
 
@@ -413,3 +416,53 @@ def test_the_api_answers_400_to_a_malformed_callback_url(analysed_garment, resol
     error = response.json()
     assert error["field"] == "callback_url" and error["message"]
     assert not TryOnJob.objects.exists()
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_deadline(
+    analysed_garment, receiver, monkeypatch
+):
+    # Each byte comes before the read timeout, so only a deadline on the whole delivery stops
+    # it from holding a CPU worker (and the garment analyses behind it) for as long as it likes.
+    monkeypatch.setattr("tryon.callbacks.DELIVERY_DEADLINE_SECONDS", 1.0)
+    monkeypatch.setattr("tryon.callbacks.TIMEOUT_SECONDS", 0.5)
+    stop = threading.Event()
+
+    class Dripping(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            for _ in range(60):  # 12 s at most: without the deadline the test fails, not hangs
+                if stop.wait(0.2):
+                    return
+                self.wfile.write(b"H")
+                self.wfile.flush()
+
+        def log_message(self, *args):
+            pass
+
+    with _serving(Dripping) as dripping:
+        job = _job(analysed_garment, dripping)
+        started = time.monotonic()
+        try:
+            with pytest.raises(OSError):
+                deliver(job)
+        finally:
+            stop.set()  # before the one-request server is shut down: it waits for the handler
+        took = time.monotonic() - started
+    assert took < 10  # the deadline, not the receiver, ended it (no timing is asserted finer)
+
+
+def test_a_name_with_many_dead_addresses_costs_a_few_tries(analysed_garment, resolver, settings):
+    settings.CALLBACK_ALLOW_PRIVATE = True
+    many = [f"127.0.0.{n}" for n in range(2, 22)]
+    resolver.answer("hooks.example.test", many)
+    job = _job(analysed_garment, "http://hooks.example.test:9/hook")  # nothing listens on 9
+    tried = []
+    real_connect = socket.socket.connect
+
+    def record(sock, address):
+        tried.append(address[0])
+        return real_connect(sock, address)
+
+    with mock.patch.object(socket.socket, "connect", record), pytest.raises(OSError):
+        deliver(job)
+    assert tried == many[:3]

@@ -15,6 +15,7 @@ from rest_framework.test import APIClient, APIRequestFactory
 from tests.conftest import photo_upload
 from tryon import ratelimit
 from tryon.api_errors import ScopedByMethodThrottle
+from tryon.client_address import client_address
 from tryon.models import TryOnJob
 
 
@@ -48,9 +49,8 @@ def _burst(call, threads=16, each=8) -> list:
     return outcomes
 
 
-def test_a_16_thread_burst_gets_exactly_the_write_budget_through(shared_cache, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK}
-    settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"read": "600/min", "write": "60/min"}
+def test_a_16_thread_burst_gets_exactly_the_write_budget_through(shared_cache, monkeypatch):
+    monkeypatch.setattr(ScopedByMethodThrottle, "THROTTLE_RATES", {"read": None, "write": "60/min"})
     factory = APIRequestFactory()
 
     def create():
@@ -76,7 +76,10 @@ def test_the_window_slides_over_its_edge(shared_cache):
 def test_refused_requests_are_not_counted(shared_cache):
     assert [ratelimit.hit("k", 3, 60, now=1.0) for _ in range(3)] == [None] * 3
     for _ in range(20):  # knocking on while refused costs nothing later
-        assert ratelimit.hit("k", 3, 60, now=2.0) == pytest.approx(58.0)
+        # 58 s to the window's end, then 3 × (1 - t/60) + 1 ≤ 3 from t = 20 s into the next
+        assert ratelimit.hit("k", 3, 60, now=2.0) == pytest.approx(78.0)
+    assert ratelimit.hit("k", 3, 60, now=79.9) is not None
+    assert ratelimit.hit("k", 3, 60, now=80.0) is None  # as Retry-After said
     # the next window's first minute still carries the 3 allowed ones, not the 20 refused
     assert ratelimit.hit("k", 3, 60, now=119.0) is None
 
@@ -109,3 +112,33 @@ def test_a_fresh_cookie_per_request_does_not_escape_the_cap_of_its_address(
     assert other.status_code == 201
     keys = set(TryOnJob.objects.values_list("client_key", flat=True))
     assert len(keys) == 2 and not any("127.0.0.1" in key or "198.51" in key for key in keys)
+
+
+@pytest.mark.parametrize(
+    ("remote", "counted_as"),
+    [
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::"),
+        ("2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("198.51.100.7", "198.51.100.7"),
+    ],
+)
+def test_an_ipv6_client_is_counted_by_its_64(remote, counted_as):
+    # Each IPv6 customer picks freely inside a /64: per address, every request would be new.
+    request = APIRequestFactory().get("/", REMOTE_ADDR=remote)
+    assert client_address(request) == counted_as
+
+
+def test_addresses_of_one_ipv6_network_share_the_write_budget(shared_cache, monkeypatch):
+    monkeypatch.setattr(ScopedByMethodThrottle, "THROTTLE_RATES", {"read": None, "write": "3/min"})
+    factory = APIRequestFactory()
+
+    def create(remote):
+        request = Request(factory.post("/api/tryons/", REMOTE_ADDR=remote))
+        request.user = AnonymousUser()
+        return ScopedByMethodThrottle().allow_request(request, view=None)
+
+    same_network = [create(f"2001:db8:1:2::{n:x}") for n in range(1, 6)]
+    assert same_network == [True, True, True, False, False]
+    assert create("2001:db8:9:9::1") is True

@@ -424,3 +424,17 @@ def test_inpaints_are_purged_with_photos_and_have_no_shopper_page(
     with django_capture_on_commit_callbacks(execute=True):
         assert services.purge_expired() == 1
     assert not TryOnJob.objects.exists() and _stored(settings) == []
+
+
+def test_a_null_canny_threshold_is_the_extensions_default(
+    webui, init_and_mask, monkeypatch, settings
+):
+    # sd-webui-controlnet sends null (or leaves them out) for "use the preprocessor's default".
+    picture, mask = init_and_mask
+    monkeypatch.setattr("tryon.services._enqueue", lambda job: None)  # stored, not run
+    unit = {"module": "canny", "model": "control_canny", "threshold_a": None, "threshold_b": None}
+    payload = {"init_images": [png_base64(picture)], "mask": png_base64(mask)}
+    payload["alwayson_scripts"] = {"ControlNet": {"args": [unit]}}
+    settings.JOB_DEADLINE = 0  # the endpoint waits for the job: not here
+    webui.post("/sdapi/v1/img2img", payload, format="json")
+    assert TryOnJob.objects.get().controls["canny"]["thresholds"] == [100, 200]

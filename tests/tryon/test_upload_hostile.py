@@ -104,7 +104,9 @@ HOSTILE = {
     "32768x128-white": (lambda: _white_png(32768, 128), "32768×128 pixels; each side may be"),
     "128x32768-white": (lambda: _white_png(128, 32768), "128×32768 pixels; each side may be"),
     "10001-px-side": (lambda: _white_png(10001, 2600), "each side may be at most 10000 pixels"),
-    "sliver-4100x1000": (lambda: _white_png(4100, 1000), "at most 4 times is accepted"),
+    # Thinner than any picture the site makes (64×2048): the OpenPose map of it, drawn with a
+    # short side of 512, would be past 32767 again.
+    "sliver-8200x200": (lambda: _white_png(8200, 200), "its long side is 41.0 times"),
 }
 
 
@@ -369,6 +371,29 @@ def test_hostile_files_are_refused_everywhere_with_a_400_and_nothing_kept(
     assert message in _message(response)
     assert Garment.objects.count() == 1 and not TryOnJob.objects.exists()
     assert _all_files(settings) == files_before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_a_photo_or_product_shot_over_4_to_1_is_refused(client, garment, entry):
+    response = ENTRY_POINTS[entry](client, garment, _upload(_white_png(4100, 1000)))
+    assert response.status_code == 400
+    assert "4100×1000 pixels: its long side is 4.1 times" in _message(response)
+    assert Garment.objects.count() == 1 and not TryOnJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_pictures_as_thin_as_the_site_makes_are_read_and_inpainted(garment, settings):
+    settings.JOB_DEADLINE = 2
+    ours = _white_png(2048, 128)  # 16:1, a size the WebUI's parameters allow
+    token, _ = Token.objects.get_or_create(user=garment.merchant)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    read = api.post("/sdapi/v1/png-info", {"image": base64.b64encode(ours).decode()}, format="json")
+    assert read.status_code == 200, read.json()
+    inpainted = _img2img(garment, init_images=[base64.b64encode(ours).decode()])
+    assert inpainted.status_code != 400, inpainted.json()
+    assert TryOnJob.objects.get().kind == TryOnJob.Kind.INPAINT
 
 
 @pytest.fixture
