@@ -30,7 +30,12 @@ from PIL import Image
 from .engines import FETCH_HINT
 from .errors import GenerationCancelled, GenerationError, InvalidInputError, ModelNotFoundError
 from .params import CONTROL_MODES, CONTROL_NAMES, GenerationParams
-from .prompts import check_prompt_length, encode_prompt_pair, parse_prompt
+from .prompts import (
+    check_prompt_characters,
+    check_prompt_length,
+    encode_prompt_pair,
+    parse_prompt,
+)
 from .registry import (
     ModelEntry,
     load_pipeline,
@@ -438,8 +443,10 @@ class Generator:
     def _embeddings(self, prompt: str, negative_prompt: str, clip_skip: int) -> tuple:
         key = (prompt, negative_prompt, clip_skip)
         if key not in self._encoded:
-            # Before parsing: a prompt of megabytes is refused by its length alone.
-            self.check_prompts(prompt, negative_prompt)
+            # Before parsing: a prompt of megabytes is refused by its length alone. The token
+            # cap is encode_prompt_pair's own (token_windows): no second tokenizing here.
+            check_prompt_characters(len(prompt), field="prompt")
+            check_prompt_characters(len(negative_prompt), field="negative_prompt")
             self._encoded[key] = encode_prompt_pair(
                 parse_prompt(prompt),
                 parse_prompt(negative_prompt),

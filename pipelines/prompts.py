@@ -326,7 +326,7 @@ def token_windows(
     ``tokenize`` sees any of it.
     """
     texts = [text for text, weight in parsed.chunks if not is_break((text, weight))]
-    _check_characters(sum(map(len, texts)), field)
+    check_prompt_characters(sum(map(len, texts)), field=field)
     token_lists = list(tokenize(texts) if texts else [])
     count = sum(map(len, token_lists))
     if count > MAX_PROMPT_TOKENS:
@@ -347,7 +347,10 @@ def token_windows(
     return [_frame(window, bos_id, eos_id, pad) for window in windows]
 
 
-def _check_characters(length: int, field: str) -> None:
+def check_prompt_characters(length: int, *, field: str = "prompt") -> None:
+    """Refuse a prompt ``length`` characters long over ``MAX_PROMPT_CHARS``
+    (``InvalidInputError(field, …)``): the cheap part of the token cap, before any parsing or
+    tokenizing."""
     if length > MAX_PROMPT_CHARS:
         raise InvalidInputError(
             field,
@@ -442,7 +445,7 @@ def check_prompt_length(text: str, tokenizer: Any, *, field: str = "prompt") -> 
     before it is parsed or tokenized, so a worker never spends longer on a prompt than on
     tokenizing that many characters.
     """
-    _check_characters(len(text), field)
+    check_prompt_characters(len(text), field=field)
     return len(tokenizer_windows(parse_prompt(text), tokenizer, field=field))
 
 

@@ -54,10 +54,11 @@ def _add(key: str, delta: int, *, timeout: float) -> int:
     """Add ``delta`` to the counter ``key`` (made at 0, expiring after ``timeout``) atomically."""
     cache = caches["default"]
     if isinstance(cache, ATOMIC_INCREMENT):
+        # Most requests find their window's counter: one round trip. The first of a window
+        # makes it (add is atomic too: of two first requests, one makes it, both count).
         try:
-            cache.add(key, 0, timeout)
             return cache.incr(key, delta)
-        except ValueError:  # it expired between add and incr: it is new again
+        except ValueError:
             cache.add(key, 0, timeout)
             return cache.incr(key, delta)
     with _file_lock():
