@@ -20,6 +20,7 @@ from skimage import data
 from pipelines.garment import analyze_garment
 from pipelines.preview import preview_tryon
 from pipelines.samples import draw_product_shot
+from pipelines.tryon import GarmentInput, TryOnRequest, run
 
 RUNS = 7
 
@@ -48,6 +49,15 @@ def main() -> None:
         for stage, ms in preview_tryon(photo, garment).timings_ms.items():
             stages.setdefault(stage, []).append(ms)
     medians = {stage: _median(values) for stage, values in stages.items()}
+
+    # A merchant's preview model shot: the garment on a pose preset's figure, no photo.
+    shot_request = TryOnRequest("model_shot", (GarmentInput(garment),), engine="preview")
+    run(shot_request, models_dir=Path("/nonexistent"))
+    model_shot: dict[str, list[float]] = {}
+    for _ in range(RUNS):
+        for stage, ms in run(shot_request, models_dir=Path("/nonexistent")).timings_ms.items():
+            model_shot.setdefault(stage, []).append(ms)
+    model_shot_ms = {stage: _median(values) for stage, values in model_shot.items()}
     print(
         json.dumps(
             {
@@ -58,6 +68,7 @@ def main() -> None:
                 "total_ms": medians["total"],
                 "person_share": round(medians["person"] / medians["total"], 2),
                 "garment_analysis_ms": _median(garment_ms),
+                "model_shot_ms": model_shot_ms,
                 "first_run_ms": round(load_ms, 1),
             }
         )

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from pipelines.samples import draw_product_shot
+from pipelines.samples import DEMO_LOOKS, DemoLook, draw_product_shot
 
 from . import services
 from .models import Garment
@@ -22,91 +22,58 @@ DEMO_STAFF = "demo-staff"
 
 
 class DemoGarment(NamedTuple):
-    sku: str
+    sku: str  # also the key of its drawing in pipelines.samples.DEMO_LOOKS
     title: str
-    shape: str  # a pipelines.samples shape; it decides the category
-    rgb: tuple[int, int, int]
-    colour: str
     material: str
     price: str
     description: str
-    stripes: bool = False
-    label: str | None = None
+
+    @property
+    def look(self) -> DemoLook:
+        return DEMO_LOOKS[self.sku]
 
 
 DEMO_GARMENTS = [
     DemoGarment(
         "DEMO-TEE-NAVY",
         "Classic crew-neck tee",
-        "tshirt",
-        (32, 52, 110),
-        "navy",
         "Cotton jersey",
         "19.00",
         "A soft everyday tee with short sleeves.",
-        label="TRY",
     ),
     DemoGarment(
         "DEMO-TEE-STRIPE",
         "Breton striped tee",
-        "tshirt",
-        (235, 235, 235),
-        "white and navy",
         "Cotton",
         "24.00",
         "Navy stripes on white, a wardrobe staple.",
-        stripes=True,
     ),
     DemoGarment(
         "DEMO-HOODIE-RED",
         "Long-sleeve hoodie",
-        "hoodie",
-        (170, 40, 45),
-        "red",
         "Brushed fleece",
         "49.00",
         "Warm long sleeves, relaxed fit.",
-        label="ON",
     ),
     DemoGarment(
         "DEMO-TROUSERS-SAND",
         "Straight chinos",
-        "trousers",
-        (196, 170, 120),
-        "sand",
         "Cotton twill",
         "59.00",
         "Straight-leg chinos in sand.",
     ),
     DemoGarment(
-        "DEMO-SKIRT-GREEN",
-        "A-line skirt",
-        "skirt",
-        (40, 110, 70),
-        "green",
-        "Wool blend",
-        "45.00",
-        "Knee-length A-line skirt.",
+        "DEMO-SKIRT-GREEN", "A-line skirt", "Wool blend", "45.00", "Knee-length A-line skirt."
     ),
     DemoGarment(
         "DEMO-DRESS-ROSE",
         "Summer slip dress",
-        "dress",
-        (210, 110, 130),
-        "rose",
         "Viscose",
         "69.00",
         "A light slip dress with thin straps.",
     ),
     DemoGarment(
-        "DEMO-JACKET-OLIVE",
-        "Field jacket",
-        "jacket",
-        (85, 95, 55),
-        "olive",
-        "Waxed cotton",
-        "129.00",
-        "An open-front field jacket.",
+        "DEMO-JACKET-OLIVE", "Field jacket", "Waxed cotton", "129.00", "An open-front field jacket."
     ),
 ]
 
@@ -162,15 +129,13 @@ def seed_demo() -> dict:
             if existing.analysis_status != Garment.AnalysisStatus.DONE:
                 services.garment_reanalyse(garment=existing)
             continue
-        shot = draw_product_shot(
-            demo.shape, colour=demo.rgb, stripes=demo.stripes, label=demo.label
-        )
+        shot = demo.look.draw()
         garment = Garment(
             merchant=merchant,
             sku=demo.sku,
             title=demo.title,
             category=shot.category,
-            colour=demo.colour,
+            colour=demo.look.colour,
             material=demo.material,
             price=Decimal(demo.price),
             description=demo.description,

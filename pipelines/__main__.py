@@ -8,6 +8,9 @@ Commands (each writes into ``--out DIR``; bad input exits 2 with a one-line mess
   tryon --person P --garment G -c C    result.png (result-N.png for a batch), mask.png,
                                        openpose.png, canny.png, composite.png, run.json
   modelshot --garment G -c C --pose N  the same, a generated model wearing the garment
+  panel --out DIR                      panel.png: every demo garment's preview on the packaged
+                                       real photos and a preview model shot per pose (look at it
+                                       after any change to pixels)
   poses [--out DIR]                    the pose presets as JSON (and their OpenPose maps)
   weights [--models-dir DIR]           the model files installed in MODELS_DIR
   prompt TEXT                          how the WebUI reads a prompt: weighted chunks and LoRA tags
@@ -242,6 +245,12 @@ def _cmd_modelshot(args) -> dict:
     return _run_tryon(args, request)
 
 
+def _cmd_panel(args) -> dict:
+    from .panel import write_panel
+
+    return write_panel(Path(args.out), engine=args.engine, models_dir=Path(args.models))
+
+
 def _cmd_poses(args) -> list:
     from .poses import PRESETS
 
@@ -368,6 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     modelshot.add_argument("--model-attrs", default="", help="e.g. gender_presentation=feminine")
     _add_generation_arguments(modelshot)
     modelshot.set_defaults(handler=_cmd_modelshot)
+
+    panel = commands.add_parser(
+        "panel", help="a contact sheet: every demo garment on the real photos, a shot per pose"
+    )
+    panel.add_argument("--out", required=True, help="the folder to write panel.png into")
+    panel.add_argument("--engine", default="preview", help="preview (default), tiny or sd")
+    panel.add_argument("--models", default="models", help="the models folder (MODELS_DIR)")
+    panel.set_defaults(handler=_cmd_panel)
 
     poses = commands.add_parser("poses", help="list the pose presets (and render them)")
     poses.add_argument("--out")

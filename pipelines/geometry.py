@@ -75,6 +75,8 @@ def _down_from(across: np.ndarray) -> np.ndarray:
 # Where the hip joints sit relative to the shoulders on an upright adult: 1.37 sw below them,
 # 0.5 sw apart. Used only for the joints a photo cuts off.
 HIP_DROP, HIP_SPREAD = 1.37, 0.5
+# The shoulder width assumed for scale is at least this fraction of what the torso's length says.
+PROFILE_MIN_WIDTH = 0.75
 
 
 def body_frame(person: PersonAnalysis) -> BodyFrame:
@@ -90,6 +92,11 @@ def body_frame(person: PersonAnalysis) -> BodyFrame:
     else:
         r_hip, l_hip = _vec(hips[0]), _vec(hips[1])
         width = float(np.hypot(*(r_hip - l_hip))) / HIP_SPREAD
+    if have_shoulders and have_hips:
+        # Turned sideways, the shoulders look narrow, but the torso keeps its length: the body's
+        # scale is never less than the torso's length says.
+        torso = float(np.hypot(*((_vec(hips[0]) + _vec(hips[1]) - r_sh - l_sh) / 2)))
+        width = max(width, PROFILE_MIN_WIDTH * torso / HIP_DROP)
     if width < 8:
         raise InvalidInputError("person_photo", "the person is too small in the photo")
     across = _unit(r_sh - l_sh) if have_shoulders else _unit(r_hip - l_hip)
@@ -218,3 +225,67 @@ def _bodice_width(garment: GarmentAnalysis, marks) -> float:
     bottom = int(top + 0.3 * ((marks["r_hem"][1] + marks["l_hem"][1]) / 2 - top))
     widths = [np.ptp(np.flatnonzero(row)) for row in mask[max(top, 0) : bottom] if row.any()]
     return float(max(widths, default=0))
+
+
+def chain_suffix(chain: list[np.ndarray], fraction: float) -> list[np.ndarray]:
+    """The polyline ``chain`` from ``fraction`` (0–1) of its length to its end."""
+    segments = list(pairwise(chain))
+    lengths = [float(np.hypot(*(b - a))) for a, b in segments]
+    remaining = min(1.0, max(0.0, fraction)) * sum(lengths)
+    for index, ((a, b), length) in enumerate(zip(segments, lengths, strict=True)):
+        if remaining < length or index == len(segments) - 1:
+            start = a + (b - a) * (min(remaining, length) / max(length, 1e-6))
+            return [start, *chain[index + 1 :]]
+        remaining -= length
+    return [chain[-1]]
+
+
+# A limb's half-width is looked for up to this many shoulder widths from its axis; arms measure
+# 0.1-0.2 sw, so farther means the limb lies over the body and its edge cannot be seen.
+LIMB_HALF_WIDTH_MAX = 0.3
+LIMB_HALF_WIDTH_DEFAULT = 0.13
+
+
+def limb_half_width(
+    silhouette: np.ndarray | None,
+    chain: list[np.ndarray],
+    sw: float,
+    default: float = LIMB_HALF_WIDTH_DEFAULT,
+) -> float:
+    """Half the width of the limb along ``chain`` as the silhouette shows it, in pixels.
+
+    At points along the limb the silhouette is followed across it both ways; the nearer edge
+    is the limb's own (the other side may run into the torso). Where no edge is near (a forearm
+    lying over the chest), or without a silhouette, ``default`` shoulder widths are assumed (an
+    average arm's half-width unless told).
+    """
+    default *= sw
+    if silhouette is None:
+        return default
+    height, width = silhouette.shape
+    reach = max(2, int(LIMB_HALF_WIDTH_MAX * sw))
+    steps = np.arange(1, reach + 1, dtype=np.float64)
+    found = []
+    for a, b in pairwise(chain):
+        axis = b - a
+        length = float(np.hypot(*axis))
+        if length < 1:
+            continue
+        normal = np.array([-axis[1], axis[0]]) / length
+        for t in (0.3, 0.5, 0.7):
+            centre = a + axis * t
+            sides = []
+            for sign in (1, -1):
+                xs = np.round(centre[0] + sign * normal[0] * steps).astype(int)
+                ys = np.round(centre[1] + sign * normal[1] * steps).astype(int)
+                inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+                body = np.zeros(len(steps), bool)
+                body[inside] = silhouette[ys[inside], xs[inside]] > 127
+                outside = np.flatnonzero(~body)
+                if len(outside):
+                    sides.append(float(steps[outside[0]]))
+            if sides:
+                found.append(min(sides))
+    if not found:
+        return default
+    return float(np.clip(np.median(found), 0.07 * sw, LIMB_HALF_WIDTH_MAX * sw))

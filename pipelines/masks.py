@@ -8,7 +8,7 @@ and the part the new garment replaces is added, so long old sleeves under a new 
 are repainted as arms instead of showing through.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import cv2
@@ -24,8 +24,10 @@ from .geometry import (
     GarmentFit,
     body_frame,
     chain_prefix,
+    chain_suffix,
     garment_fit,
     limb_chain,
+    limb_half_width,
 )
 from .types import CATEGORIES, GarmentAnalysis, PersonAnalysis
 
@@ -42,16 +44,22 @@ class TryOnMask:
     """The mask and what it was made of, all the photo's size.
 
     ``mask`` is the feathered mask used for compositing and inpainting (255 = repaint);
-    ``hard`` its unfeathered area, ``protected`` the face and hands (always 0 in ``mask``),
-    ``old_garment`` the person's current garment as found in the photo, ``limbs`` the arms and
-    legs (whole length, whatever the garment covers) outside the torso.
+    ``hard`` its unfeathered area, ``protected`` the face, the hands, and the bare skin and hair
+    in front of the garment (always 0 in ``mask``),
+    ``old_garment`` the person's current garment as found in the photo. ``front`` (0–255) is
+    what stays in front of the new garment — the face, the hands, the arms beyond its sleeves
+    and hair over the shoulders — and ``allowed`` (0–255) where the garment may show at all (the
+    body, with room for a skirt's flare); the warp multiplies the garment's alpha by both.
+    ``feather`` is the mask's Gaussian sigma in pixels.
     """
 
     mask: Image.Image
     hard: np.ndarray
     protected: np.ndarray
     old_garment: np.ndarray
-    limbs: np.ndarray
+    front: np.ndarray
+    allowed: np.ndarray
+    feather: float
     fit: GarmentFit
     frame: BodyFrame
 
@@ -124,26 +132,6 @@ def _lower_region(canvas, person, frame: BodyFrame, fit: GarmentFit) -> None:
                 hem + across * hem_half,
             ],
         )
-
-
-def _limbs(shape, person, frame: BodyFrame, category: str) -> np.ndarray:
-    """Arms (tops, dresses) or legs (bottoms), shoulder or hip to the end, off the torso."""
-    canvas = np.zeros(shape, np.uint8)
-    kind = "leg" if category == "lower" else "arm"
-    for side in ("r", "l"):
-        _stroke(canvas, limb_chain(person, frame, side, kind), 1.0, 0.45 * frame.shoulder_width)
-    torso = np.zeros(shape, np.uint8)
-    sw, down, across = frame.shoulder_width, frame.down, frame.across
-    _fill(
-        torso,
-        [
-            frame.r_shoulder + down * 0.3 * sw,
-            frame.l_shoulder + down * 0.3 * sw,
-            frame.l_hip - across * 0.2 * sw,
-            frame.r_hip + across * 0.2 * sw,
-        ],
-    )
-    return (canvas > 0) & (torso == 0)
 
 
 def _garment_region(shape, person, frame, fit) -> np.ndarray:
@@ -242,6 +230,162 @@ def _protected(shape, person: PersonAnalysis, frame: BodyFrame) -> np.ndarray:
     return cv2.dilate(canvas, np.ones((grow, grow), np.uint8)).astype(bool)
 
 
+# Arm pixels this close (OpenCV 8-bit Lab units) to the face's median colour are bare skin.
+SKIN_COLOUR_TOLERANCE = 28.0
+# The new sleeve's cuff overlaps the bare arm by this fraction of the arm, so no gap shows.
+CUFF_OVERLAP = 0.04
+
+
+def _skin_lab(lab: np.ndarray, protected: np.ndarray, frame: BodyFrame) -> np.ndarray | None:
+    """The median Lab colour of the face (the protected area above the shoulders), if seen."""
+    ys, xs = np.nonzero(protected)
+    above = ys < min(frame.r_shoulder[1], frame.l_shoulder[1])
+    if above.sum() < 50:
+        return None
+    return np.median(lab[ys[above], xs[above]], axis=0)
+
+
+def _bare_arm_chains(person: PersonAnalysis, frame: BodyFrame, fit: GarmentFit):
+    """Per arm, its joints the pose found and the part of them beyond the new garment's sleeve.
+
+    Guessed joints are left out: an arm drawn where the photo has none would cut a hole in the
+    garment.
+    """
+    covered = 0.0 if fit.category == "lower" else fit.sleeve + CUFF_OVERLAP
+    for side in ("r", "l"):
+        chain = limb_chain(person, frame, side, "arm")
+        found = [person.point(f"{side}_{joint}") is not None for joint in ("elbow", "wrist")]
+        known = chain[: 1 + found.index(False)] if False in found else chain
+        if len(known) < 2 or covered >= 1.0:
+            continue
+        full = sum(float(np.hypot(*(b - a))) for a, b in pairwise(chain))
+        reach = sum(float(np.hypot(*(b - a))) for a, b in pairwise(known))
+        start = covered * full / max(reach, 1e-6)
+        if start < 1.0:
+            yield known, chain_suffix(known, start)
+
+
+def _front(
+    shape, person: PersonAnalysis, frame: BodyFrame, fit: GarmentFit, lab, protected
+) -> tuple[np.ndarray, np.ndarray]:
+    """What stays in front of the new garment (0–255), and the bare skin part of it (bool).
+
+    The arms beyond the new sleeves: a core along each arm as wide as the silhouette shows the
+    arm, widened where the pixels are skin-coloured (a bare forearm across the chest), plus the
+    face and the hands.
+    """
+    sw = frame.shoulder_width
+    core = np.zeros(shape, np.uint8)
+    wide = np.zeros(shape, np.uint8)
+    for arm, bare_part in _bare_arm_chains(person, frame, fit):
+        half = limb_half_width(person.silhouette, arm, sw)
+        for a, b in pairwise(bare_part):
+            cv2.line(core, tuple(_pts(a)), tuple(_pts(b)), 255, max(1, int(2 * half)), cv2.LINE_AA)
+            cv2.line(wide, tuple(_pts(a)), tuple(_pts(b)), 1, max(1, int(3.4 * half)), cv2.LINE_8)
+    skin = _skin_lab(lab, protected, frame) if lab is not None else None
+    bare = np.zeros(shape, bool)
+    if skin is not None and wide.any():
+        x, y, width, height = cv2.boundingRect(wide)
+        window = np.s_[y : y + height, x : x + width]
+        distance = np.linalg.norm(lab[window].astype(np.float32) - skin, axis=2)
+        near = ((wide[window] > 0) & (distance < SKIN_COLOUR_TOLERANCE)).astype(np.uint8)
+        bare[window] = cv2.morphologyEx(near, cv2.MORPH_OPEN, np.ones((3, 3))) > 0
+    front = cv2.GaussianBlur(np.maximum(core, bare.astype(np.uint8) * 255), (0, 0), 1.0)
+    if person.silhouette is not None:
+        # A photo's face and hands; a pose preset's figure is drawn over the garment instead.
+        front[protected] = 255
+    return front, bare
+
+
+# A feather wider than this (Gaussian sigma, pixels) is blurred on a smaller copy.
+FEATHER_FULL_SIZE_SIGMA = 4.0
+# Hair is pixels this close (OpenCV 8-bit Lab units) to the colour above the eyes.
+HAIR_COLOUR_TOLERANCE = 20.0
+
+
+def _hair(shape, person: PersonAnalysis, frame: BodyFrame, lab, old_garment) -> np.ndarray:
+    """Hair that falls over the shoulders and chest: it stays in front of the new garment.
+
+    The hair's colour is read on the silhouette above the eyes; hair is the pixels of that
+    colour connected to it, down to a shoulder width below the shoulders. When the hair and
+    the old garment look alike (a dark cap over a dark jacket) nothing is taken: the two
+    cannot be told apart, and a garment with holes would be worse than hair behind it.
+    """
+    none = np.zeros(shape, bool)
+    eyes = [person.point(name) for name in ("r_eye", "l_eye", "nose")]
+    if person.silhouette is None or None in eyes[:2] or not old_garment.any():
+        return none
+    sw = frame.shoulder_width
+    eye_y = min(eyes[0][1], eyes[1][1])
+    centre_x = (eyes[0][0] + eyes[1][0]) / 2
+    body = person.silhouette > 127
+    top = np.zeros(shape, bool)
+    y0, y1 = max(0, int(eye_y - 0.5 * sw)), max(0, int(eye_y - 0.18 * sw))
+    x0, x1 = max(0, int(centre_x - 0.2 * sw)), int(centre_x + 0.2 * sw)
+    top[y0:y1, x0:x1] = True
+    top &= body
+    if top.sum() < 30:
+        return none
+    colour = np.median(lab[top].astype(np.float32), axis=0)
+    garment = np.median(lab[old_garment].astype(np.float32), axis=0)
+    if np.linalg.norm(colour - garment) < 2 * HAIR_COLOUR_TOLERANCE:
+        return none
+    # Hair is looked for from above the eyes down to a shoulder width below the shoulders,
+    # within a shoulder width and a half of the face on either side.
+    lowest = int(max(frame.r_shoulder[1], frame.l_shoulder[1]) + 1.0 * sw)
+    left, right = max(0, int(centre_x - 1.5 * sw)), int(centre_x + 1.5 * sw)
+    window = np.s_[y0 : max(y0, lowest), left:right]
+    close = np.linalg.norm(lab[window].astype(np.float32) - colour, axis=2)
+    candidate = ((close < HAIR_COLOUR_TOLERANCE) & body[window]).astype(np.uint8)
+    candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    _, labels = cv2.connectedComponents(candidate)
+    seeded = set(np.unique(labels[top[window] & (candidate > 0)])) - {0}
+    hair = np.zeros(shape, bool)
+    hair[window] = np.isin(labels, list(seeded))
+    return hair
+
+
+def _allowed(shape, person: PersonAnalysis, frame: BodyFrame, fit: GarmentFit) -> np.ndarray:
+    """Where the garment may show (0–255): the body a little grown, anti-aliased at its edge;
+    below the hips a dress or a skirt may flare beyond it. Everywhere for a pose preset."""
+    if person.silhouette is None:
+        return np.full(shape, 255, np.uint8)
+    grow = max(3, int(0.04 * frame.shoulder_width)) | 1
+    body = cv2.dilate((person.silhouette > 127).astype(np.uint8) * 255, np.ones((grow, grow)))
+    if fit.category == "dress" or (fit.category == "lower" and not fit.legs):
+        body[_along_body(shape, frame, frame.mid_hip) > 0] = 255
+    return cv2.GaussianBlur(body, (0, 0), 1.0)
+
+
+def _feathered(hard: np.ndarray, protected: np.ndarray, sigma: float) -> Image.Image:
+    """``hard`` as 0/255 with a Gaussian edge of ``sigma`` pixels, 0 on ``protected``."""
+    feathered = hard.astype(np.uint8) * 255
+    if sigma > FEATHER_FULL_SIZE_SIGMA:
+        # A wide blur is smooth: computed at a fraction of the size, it costs a fraction.
+        height, width = hard.shape
+        factor = sigma / FEATHER_FULL_SIZE_SIGMA
+        small = (max(1, round(width / factor)), max(1, round(height / factor)))
+        reduced = cv2.resize(feathered, small, interpolation=cv2.INTER_AREA)
+        reduced = cv2.GaussianBlur(reduced, (0, 0), FEATHER_FULL_SIZE_SIGMA)
+        blurred = cv2.resize(reduced, (width, height), interpolation=cv2.INTER_LINEAR)
+        # Never less than the hard mask's own inside, never more outside its blur's reach.
+        feathered = np.where(hard, np.maximum(blurred, 128), blurred)
+    elif sigma > 0:
+        feathered = cv2.GaussianBlur(feathered, (0, 0), sigma)
+    feathered[protected] = 0
+    return Image.fromarray(feathered, mode="L")
+
+
+def covering(tryon: TryOnMask, warped: Image.Image) -> TryOnMask:
+    """``tryon`` with the warped garment's footprint added to its mask, so the preview shows
+    the whole garment and a generation repaints everywhere the garment now lies."""
+    footprint = np.asarray(warped.getchannel("A")) >= 128
+    if not (footprint & ~tryon.hard).any():
+        return tryon
+    hard = (tryon.hard | footprint) & ~tryon.protected
+    return replace(tryon, hard=hard, mask=_feathered(hard, tryon.protected, tryon.feather))
+
+
 def tryon_mask(
     person: PersonAnalysis,
     photo: Image.Image,
@@ -280,20 +424,23 @@ def tryon_mask(
         # Without a silhouette (a pose preset) there is no body to bound a colour search.
         old = np.zeros(shape, bool)
     protected = _protected(shape, person, frame)
+    lab = cv2.cvtColor(np.asarray(photo.convert("RGB")), cv2.COLOR_RGB2LAB)
+    front, bare = _front(shape, person, frame, fit, lab, protected)
+    hair = _hair(shape, person, frame, lab, old)
+    front[hair] = 255
+    # Bare skin and hair in front of the garment stay, as the face and hands do: a generation
+    # repaints only what the garment covers and the old clothes it replaces.
+    protected = protected | bare | hair
     hard = (region | old) & ~protected
-
     sigma = 0.025 * sw if mask_blur is None else float(mask_blur)
-    feathered = hard.astype(np.uint8) * 255
-    if sigma > 0:
-        feathered = cv2.GaussianBlur(feathered, (0, 0), sigma)
-    feathered[protected] = 0
-    mask = Image.fromarray(feathered, mode="L")
     return TryOnMask(
-        mask=mask,
+        mask=_feathered(hard, protected, sigma),
         hard=hard,
         protected=protected,
         old_garment=old,
-        limbs=_limbs(shape, person, frame, category),
+        front=front,
+        allowed=_allowed(shape, person, frame, fit),
+        feather=sigma,
         fit=fit,
         frame=frame,
     )

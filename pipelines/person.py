@@ -80,7 +80,9 @@ _NEEDED_PARTS = {
     "upper": ("r_shoulder", "l_shoulder"),
     "outer": ("r_shoulder", "l_shoulder"),
     "lower": ("r_hip", "l_hip"),
-    "dress": ("r_shoulder", "l_shoulder", "r_hip", "l_hip"),
+    # A dress hangs from the shoulders: on a half-length photo its bodice is what shows, and the
+    # hips are extrapolated as for a top.
+    "dress": ("r_shoulder", "l_shoulder"),
 }
 
 # One lock for all graphs: a MediaPipe graph is not reentrant, and one image's three passes
@@ -185,7 +187,7 @@ def _pose_and_body(pixels: np.ndarray):
 def check_pose_usable(person: PersonAnalysis, category: str) -> None:
     """Refuse a pose that lacks the keypoints a ``category`` garment is fitted to.
 
-    Tops (upper, outer) need both shoulders, bottoms (lower) both hips, a dress both.
+    Tops (upper, outer) and dresses need both shoulders, bottoms (lower) both hips.
     """
     if category not in _NEEDED_PARTS:
         raise InvalidInputError("category", f"unknown garment category {category!r}")

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from PIL import Image
 
-from .masks import TryOnMask, tryon_mask
+from .masks import TryOnMask, covering, tryon_mask
 from .person import analyze_person, check_pose_usable
 from .types import GarmentAnalysis, PersonAnalysis
 from .warp import composite, warp_garment
@@ -54,6 +54,7 @@ def preview_tryon(
         lambda: tryon_mask(person, photo, garment.category, garment, mask_blur=mask_blur),
     )
     warped = timed(timings, "warp", lambda: warp_garment(garment, person, tryon))
+    tryon = covering(tryon, warped)
     preview = timed(timings, "composite", lambda: composite(photo, warped, tryon))
     timings["total"] = round((time.perf_counter() - start) * 1000, 1)
     return PreviewOutput(person, tryon, warped, preview, timings)

@@ -212,3 +212,32 @@ def draw_product_shot(
         )
         picture = Image.composite(printed, picture, mask)
     return ProductShot(image=picture, mask=mask, category=CATEGORY_OF_SHAPE[shape])
+
+
+@dataclass(frozen=True)
+class DemoLook:
+    """How a demo catalog garment is drawn, and the colour word its prompt uses."""
+
+    shape: str
+    rgb: tuple[int, int, int]
+    colour: str
+    stripes: bool = False
+    label: str | None = None
+
+    def draw(self, size: tuple[int, int] = (768, 1024)) -> ProductShot:
+        return draw_product_shot(
+            self.shape, colour=self.rgb, size=size, stripes=self.stripes, label=self.label
+        )
+
+
+# The demo catalog's garments by SKU: ``seed_demo`` sells them, ``python -m pipelines panel``
+# tries them on.
+DEMO_LOOKS: dict[str, DemoLook] = {
+    "DEMO-TEE-NAVY": DemoLook("tshirt", (32, 52, 110), "navy", label="TRY"),
+    "DEMO-TEE-STRIPE": DemoLook("tshirt", (235, 235, 235), "white and navy", stripes=True),
+    "DEMO-HOODIE-RED": DemoLook("hoodie", (170, 40, 45), "red", label="ON"),
+    "DEMO-TROUSERS-SAND": DemoLook("trousers", (196, 170, 120), "sand"),
+    "DEMO-SKIRT-GREEN": DemoLook("skirt", (40, 110, 70), "green"),
+    "DEMO-DRESS-ROSE": DemoLook("dress", (210, 110, 130), "rose"),
+    "DEMO-JACKET-OLIVE": DemoLook("jacket", (85, 95, 55), "olive"),
+}

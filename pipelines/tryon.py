@@ -10,7 +10,8 @@ Two modes share stages 1–6 (see DESIGN.md):
 - **inpaint**: no garment; a client's own picture, mask and ControlNet inputs (the WebUI's
   img2img, see ``pipelines.inpaint``).
 
-Engines: ``preview`` returns stage 4's composite (no diffusion, no weights); ``sd`` and
+Engines: ``preview`` returns stage 4's composite (no diffusion, no weights; a model shot's
+garments are worn by a mannequin drawn from the pose, ``pipelines.mannequin``); ``sd`` and
 ``tiny`` run ``pipelines.generate`` with the installed models or the tiny kit; ``auto`` is
 ``sd`` when weights are installed, else ``preview`` (for an inpaint: OpenCV's classical fill).
 """
@@ -32,7 +33,8 @@ from .engines import engine_models_dir, find_weights, resolve_engine
 from .errors import GenerationError, InvalidInputError
 from .infotext import format_infotext, save_png_with_infotext
 from .inpaint import WEBUI_MASK_BLUR, ControlInput, classical_fill, control_map, inpaint_mask
-from .masks import TryOnMask, tryon_mask
+from .mannequin import draw_mannequin
+from .masks import TryOnMask, covering, tryon_mask
 from .params import CONTROL_NAMES, MAX_SEED, GenerationParams
 from .person import analyze_person, check_pose_usable, person_from_keypoints, render_openpose
 from .pictures import check_picture_size
@@ -197,7 +199,9 @@ def run(
     if request.mode == "photo":
         person, passes, openpose = _prepare_photo(request, garments, params, timings)
     elif request.mode == "model_shot":
-        person, passes, openpose = _prepare_model_shot(request, garments, params, timings)
+        person, passes, openpose = _prepare_model_shot(
+            request, garments, params, timings, figure=engine == "preview"
+        )
     else:
         person, passes, openpose = _prepare_inpaint(request, params, timings)
     prompt, negative = _prompts(request, garments)
@@ -374,12 +378,15 @@ def _photo_pass(
         person, photo, garment.category, garment.analysis, mask_blur=params.mask_blur
     )
     warped = warp_garment(garment.analysis, person, tryon)
+    tryon = covering(tryon, warped)
     return _Pass(
         garment, tryon, warped, tryon.mask, composite(picture, warped, tryon), canny_map(warped)
     )
 
 
-def _prepare_model_shot(request, garments, params, timings):
+def _prepare_model_shot(request, garments, params, timings, *, figure: bool = False):
+    """The garments on the pose preset over the scene's background; with ``figure`` (the
+    preview engine, which paints no model) worn by a mannequin drawn from the skeleton."""
     size = (params.width, params.height)
     person = _preset_person(request.pose, size)
     scene = resolve_scene(request.scene, request.scene_text)
@@ -393,7 +400,14 @@ def _prepare_model_shot(request, garments, params, timings):
         layer[:, :, 3:4] = 255.0 * (over + layer[:, :, 3:4] / 255.0 * (1 - over))
     dressed = Image.fromarray(np.round(layer).astype(np.uint8), "RGBA")
     picture = canvas.copy()
+    if figure:
+        mannequin = timed(timings, "mannequin", lambda: draw_mannequin(person))
+        picture.paste(mannequin.figure, (0, 0), mannequin.figure)
     picture.paste(dressed, (0, 0), dressed)
+    if figure:
+        # Hands and forearms across the body stay in front of the garment.
+        front = np.asarray(mannequin.figure.getchannel("A"), np.float32) * mannequin.front
+        picture.paste(mannequin.figure, (0, 0), Image.fromarray(front.round().astype(np.uint8)))
     mask = _everything_but(np.asarray(dressed.getchannel("A")), params.mask_blur, size[0])
     openpose = timed(timings, "openpose", lambda: render_openpose(person, hands=False, face=False))
     canny = timed(timings, "canny", lambda: canny_map(dressed))

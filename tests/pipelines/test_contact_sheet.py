@@ -1,23 +1,21 @@
-"""scripts/contact_sheet.py, the sheet to look at after a change to pixels, still renders."""
+"""``python -m pipelines panel``, the sheet to look at after a change to pixels, renders every
+demo garment on every packaged photo and a model shot per pose."""
 
 import json
-import sys
-from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import contact_sheet
+from pipelines import panel
+from pipelines.__main__ import main
+from pipelines.poses import PRESETS
+from pipelines.samples import DEMO_LOOKS
 
 
-def test_the_sheet_has_a_row_per_photo_and_one_of_model_shots(tmp_path, capsys):
-    out = tmp_path / "sheet.png"
-    assert contact_sheet.main(["--out", str(out), "--models", str(tmp_path)]) == 0
-    columns = 1 + len(contact_sheet.GARMENTS)
-    rows = len(contact_sheet.photos()) + 1
-    tile_height = contact_sheet.TILE[1] + contact_sheet.LABEL_HEIGHT
-    with Image.open(out) as sheet:
-        assert sheet.size == (columns * contact_sheet.TILE[0], rows * tile_height)
-    assert set(json.loads(capsys.readouterr().out)["seconds"]) == {
-        "astronaut", "grace hopper", "model shots"
-    }  # fmt: skip
+def test_the_panel_has_a_row_per_photo_and_one_of_model_shots(tmp_path, capsys):
+    assert main(["panel", "--out", str(tmp_path / "sheet"), "--models", str(tmp_path)]) == 0
+    written = json.loads(capsys.readouterr().out)
+    columns = max(1 + len(DEMO_LOOKS), len(PRESETS))
+    rows = len(panel.photos()) + 1
+    with Image.open(tmp_path / "sheet" / "panel.png") as sheet:
+        assert sheet.size == (columns * panel.TILE[0], rows * (panel.TILE[1] + panel.LABEL_HEIGHT))
+    assert set(written["row_seconds"]) == {"astronaut", "grace hopper", "model shots"}
