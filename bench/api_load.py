@@ -134,8 +134,9 @@ def _setup() -> None:
     from rest_framework.authtoken.models import Token
 
     from catalog.demo import analysed_tee
+    from tryon.intake import tryon_job_create
     from tryon.models import TryOnJob
-    from tryon.services import tryon_job_create, tryon_job_run
+    from tryon.runner import tryon_job_run
 
     call_command("migrate", verbosity=0)
     call_command("collectstatic", "--noinput", verbosity=0)

@@ -89,8 +89,8 @@ def _create_jobs(count: int) -> None:
     from django.core.management import call_command
 
     from catalog.demo import analysed_tee
+    from tryon.intake import tryon_job_create
     from tryon.models import TryOnJob
-    from tryon.services import tryon_job_create
 
     call_command("migrate", verbosity=0)
     merchant = get_user_model().objects.create_user("bench-merchant")

@@ -183,7 +183,7 @@ def _attribute_field(key: str) -> forms.ChoiceField:
 
 class ModelShotForm(forms.Form):
     """What the merchant asks for: poses × scenes × variations of a generated model wearing the
-    garment. ``tryon.services.model_shot_batch_create`` validates the combination."""
+    garment. ``tryon.intake.model_shot_batch_create`` validates the combination."""
 
     poses = forms.MultipleChoiceField(
         label="Poses",

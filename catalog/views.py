@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from pipelines.poses import PRESETS
 from pipelines.scenes import DEFAULT_SCENE, SCENES
-from tryon import services as tryon_services
+from tryon import deletion, intake, review
 from tryon.api_errors import form_throttle_wait, too_fast_message
 from tryon.models import TryOnJob, TryOnResult
 from tryon.selectors import published_model_shots
@@ -212,7 +212,7 @@ def merchant_garment_shots(request, pk):
         return too_fast
     if form.is_valid():
         try:
-            jobs = tryon_services.model_shot_batch_create(
+            jobs = intake.model_shot_batch_create(
                 owner=request.user,
                 garment=garment,
                 poses=form.cleaned_data["poses"],
@@ -240,7 +240,7 @@ def merchant_garment_photo_shot(request, pk):
         return too_fast
     if form.is_valid():
         try:
-            tryon_services.tryon_job_create(
+            intake.tryon_job_create(
                 kind=TryOnJob.Kind.PHOTO,
                 garment=garment,
                 owner=request.user,
@@ -326,7 +326,7 @@ def merchant_result_publish(request, pk, result_pk):
         raise Http404("No such picture.") from None
     publish = request.POST.get("published") == "1"
     try:
-        tryon_services.result_publish(result=result, user=request.user, published=publish)
+        review.result_publish(result=result, user=request.user, published=publish)
     except ValidationError as error:
         return _after_action(request, garment, " ".join(error.messages).capitalize(), error=True)
     if publish:
@@ -339,7 +339,7 @@ def merchant_result_publish(request, pk, result_pk):
 def merchant_job_discard(request, pk, job_id):
     """Delete a job with its pictures and files."""
     garment = _own_garment_or_404(request, pk)
-    tryon_services.tryon_job_delete(job=_own_job_or_404(request, garment, job_id))
+    deletion.tryon_job_delete(job=_own_job_or_404(request, garment, job_id))
     return _after_action(request, garment, "The model shot and its pictures were discarded.")
 
 
@@ -357,7 +357,7 @@ def merchant_job_rerun(request, pk, job_id):
     if wait is not None:
         return _after_action(request, garment, too_fast_message(wait), error=True)
     try:
-        tryon_services.tryon_job_rerun(job=job, new_seed=True)
-    except tryon_services.TooManyActiveJobs as refused:
+        intake.tryon_job_rerun(job=job, new_seed=True)
+    except intake.TooManyActiveJobs as refused:
         return _after_action(request, garment, f"Not queued: {refused}.", error=True)
     return _after_action(request, garment, "A new variation with another seed is on its way.")

@@ -168,8 +168,8 @@ def clean_up(made: dict) -> None:
     """Remove what ``prepare`` made and the sign-in lockouts of the guessing check."""
     from axes.utils import reset
 
+    from tryon.deletion import tryon_job_delete
     from tryon.models import TryOnJob
-    from tryon.services import tryon_job_delete
 
     made_through_the_site = TryOnJob.objects.filter(pk__in=made["job_ids"])
     for job in [made["shopper_result"].job, *made["parked"], *made_through_the_site]:
@@ -361,8 +361,8 @@ def park_active_jobs(made: dict) -> None:
     from django.conf import settings
     from django.utils import timezone
 
+    from tryon.intake import client_key
     from tryon.models import TryOnJob
-    from tryon.services import client_key
 
     made["parked"] += [
         TryOnJob.objects.create(

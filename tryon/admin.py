@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from . import services
+from . import deletion, intake, review
 from .models import PhotoAccess, TryOnJob, TryOnResult, WorkerHeartbeat
 from .selectors import can_review, file_access
 
@@ -266,7 +266,7 @@ class TryOnJobAdmin(_ViewerAware, _ReadOnlyDetail, admin.ModelAdmin):
     def cancel(self, request, queryset):
         stopped = stopping = 0
         for job in queryset:
-            job = services.tryon_job_cancel(job=job)
+            job = deletion.tryon_job_cancel(job=job)
             if job.status == TryOnJob.Status.CANCELLED:
                 stopped += 1
             elif job.cancel_requested:
@@ -288,8 +288,8 @@ class TryOnJobAdmin(_ViewerAware, _ReadOnlyDetail, admin.ModelAdmin):
         count, refused = 0, []
         for job in queryset:
             try:
-                services.tryon_job_rerun(job=job, new_seed=new_seed)
-            except services.TooManyActiveJobs:
+                intake.tryon_job_rerun(job=job, new_seed=new_seed)
+            except intake.TooManyActiveJobs:
                 refused.append(str(job.pk))
             else:
                 count += 1
@@ -311,11 +311,11 @@ class TryOnJobAdmin(_ViewerAware, _ReadOnlyDetail, admin.ModelAdmin):
         return deleted, counts, perms_needed, protected
 
     def delete_model(self, request, obj):
-        services.tryon_job_delete(job=obj)
+        deletion.tryon_job_delete(job=obj)
 
     def delete_queryset(self, request, queryset):
         for job in queryset:
-            services.tryon_job_delete(job=job)
+            deletion.tryon_job_delete(job=job)
 
 
 class ReviewNoteForm(forms.Form):
@@ -365,7 +365,7 @@ class TryOnResultAdmin(_ViewerAware, _ReadOnlyDetail, admin.ModelAdmin):
         return super().get_queryset(request).select_related("job__garment__merchant", "reviewer")
 
     def has_delete_permission(self, request, obj=None):
-        # A result goes with its job (services.tryon_job_delete), which removes its files too.
+        # A result goes with its job (deletion.tryon_job_delete), which removes its files too.
         return False
 
     @admin.display(description="Picture")
@@ -405,7 +405,7 @@ class TryOnResultAdmin(_ViewerAware, _ReadOnlyDetail, admin.ModelAdmin):
                 results, refused = _reviewable(request.user, queryset)
                 with transaction.atomic():
                     for result in results:
-                        services.result_review(
+                        review.result_review(
                             result=result,
                             reviewer=request.user,
                             approve=approve,

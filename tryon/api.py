@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from catalog.models import Garment
 from catalog.selectors import is_merchant
 
-from . import selectors, services
+from . import deletion, intake, review, selectors
 from .api_errors import ConflictError, errors
 from .client_address import client_address
 from .models import TryOnJob, TryOnResult
@@ -226,7 +226,7 @@ class TryOnViewSet(
         data = incoming.validated_data
         try:
             jobs = self._create_jobs(request, data)
-        except services.TooManyActiveJobs as error:
+        except intake.TooManyActiveJobs as error:
             raise ConflictError(str(error)) from None
         context = {**self.get_serializer_context(), "batch_jobs": [j.pk for j in jobs[1:]]}
         return Response(JobSerializer(jobs[0], context=context).data, status=201)
@@ -241,7 +241,7 @@ class TryOnViewSet(
                     {"garment": ["model shots are made by the garment's merchant"]}
                 )
             with _model_attribute_errors():
-                return services.model_shot_batch_create(
+                return intake.model_shot_batch_create(
                     owner=user,
                     garment=garment,
                     poses=[data["pose"]],
@@ -259,7 +259,7 @@ class TryOnViewSet(
         # its pose checked: a transaction around all of it held SQLite's one write lock for
         # that CPU work, and every other try-on request (and the workers' writes) waited.
         session_key = shopper_session_key(request)
-        job = services.tryon_job_create(
+        job = intake.tryon_job_create(
             kind=TryOnJob.Kind.PHOTO,
             garment=data["garment"],
             extra_garments=data.get("extra_garments", []),
@@ -274,12 +274,12 @@ class TryOnViewSet(
         return [job]
 
     def perform_destroy(self, job):
-        services.tryon_job_delete(job=job)
+        deletion.tryon_job_delete(job=job)
 
     @extend_schema(request=None, responses={200: JobSerializer, **errors(401, 403, 404)})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        job = services.tryon_job_cancel(job=self.get_object())
+        job = deletion.tryon_job_cancel(job=self.get_object())
         return Response(self.get_serializer(job).data)
 
     @extend_schema(request=None, responses={200: DeletedSerializer, **errors(401, 403)})
@@ -322,7 +322,7 @@ class ResultViewSet(viewsets.GenericViewSet):
     def review(self, request, pk=None):
         incoming = ReviewSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        result = services.result_review(
+        result = review.result_review(
             result=self.get_object(), reviewer=request.user, **incoming.validated_data
         )
         return Response(self.get_serializer(result).data)
@@ -330,15 +330,13 @@ class ResultViewSet(viewsets.GenericViewSet):
     @extend_schema(request=None, responses={200: ResultSerializer, **errors(400, 401, 403, 404)})
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def publish(self, request, pk=None):
-        result = services.result_publish(result=self.get_object(), user=request.user)
+        result = review.result_publish(result=self.get_object(), user=request.user)
         return Response(self.get_serializer(result).data)
 
     @extend_schema(request=None, responses={200: ResultSerializer, **errors(400, 401, 403, 404)})
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def unpublish(self, request, pk=None):
-        result = services.result_publish(
-            result=self.get_object(), user=request.user, published=False
-        )
+        result = review.result_publish(result=self.get_object(), user=request.user, published=False)
         return Response(self.get_serializer(result).data)
 
 

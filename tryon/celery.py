@@ -83,7 +83,7 @@ class HeartbeatStep(bootsteps.StartStopStep):
     def start(self, parent):
         from django.conf import settings
 
-        from tryon.services import worker_heartbeat
+        from tryon.runner import worker_heartbeat
 
         hostname = parent.hostname
         worker_heartbeat(hostname=hostname)
@@ -116,7 +116,7 @@ class JobSweepStep(bootsteps.StartStopStep):
     def start(self, parent):
         from django.conf import settings
 
-        from tryon.services import jobs_sweep
+        from tryon.housekeeping import jobs_sweep
 
         _safely(jobs_sweep, restarted_worker=parent.hostname)
         self.timer_ref = parent.timer.call_repeatedly(settings.JOB_SWEEP_SECONDS, _housekeeping)
@@ -128,8 +128,8 @@ class JobSweepStep(bootsteps.StartStopStep):
 
 
 def _housekeeping() -> None:
+    from tryon.housekeeping import jobs_sweep, purge_expired
     from tryon.login_lockout import forget_expired_failures
-    from tryon.services import jobs_sweep, purge_expired
 
     _safely(jobs_sweep)
     _safely(purge_expired)

@@ -9,7 +9,7 @@ from catalog.forms import ACCEPT_ATTRIBUTE
 class TryOnForm(forms.Form):
     """A shopper's photo (or the one from their last try-on) and their consent.
 
-    The picture itself is checked by ``tryon.services.tryon_job_create`` (format, size, pose),
+    The picture itself is checked by ``tryon.intake.tryon_job_create`` (format, size, pose),
     which reports problems on ``person_photo``.
     """
 

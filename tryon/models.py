@@ -99,7 +99,7 @@ class TryOnJob(models.Model):
     photo_uploaded_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # POSTed (HMAC-signed) when the job ends; see tryon.callbacks.
     callback_url = models.URLField(max_length=500, blank=True)
-    # An anonymous shopper's client address, keyed-hashed (tryon.services.client_key): a fresh
+    # An anonymous shopper's client address, keyed-hashed (tryon.intake.client_key): a fresh
     # cookie per request must not escape the active-job cap. Not the address itself: the cap
     # needs to tell addresses apart, not to know them.
     client_key = models.CharField(max_length=64, blank=True, db_index=True)

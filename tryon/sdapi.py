@@ -43,7 +43,7 @@ from pipelines.infotext import parse_infotext, read_png_infotext
 from pipelines.inpaint import CANNY_THRESHOLDS, control_slot
 from pipelines.params import CONTROL_NAMES
 
-from . import selectors, services
+from . import deletion, intake, selectors
 from .api_errors import ConflictError
 from .models import TryOnJob
 from .uploads import ANY_PICTURE_MAX_ASPECT, decode_base64_upload, open_untrusted_image
@@ -198,7 +198,7 @@ def _unit(unit: dict) -> dict:
 
 
 def _control_inputs(units: dict[str, dict]) -> dict[str, dict]:
-    """img2img's units as ``services.inpaint_job_create``'s ``controls``."""
+    """img2img's units as ``intake.inpaint_job_create``'s ``controls``."""
     controls = {}
     for slot, unit in units.items():
         field = f"{UNITS_FIELD}.{slot}"
@@ -253,7 +253,7 @@ def _images_response(payload: dict, jobs: list[TryOnJob]) -> Response:
 
 
 def _model_shot_choice(payload: dict) -> dict:
-    """``alwayson_scripts["try-on"]["args"][0]`` as ``services.model_shot_batch_create``'s
+    """``alwayson_scripts["try-on"]["args"][0]`` as ``intake.model_shot_batch_create``'s
     arguments: the garment's id (unchecked), the pose, the scene and the model's looks."""
     args = _script_args(payload, "try-on")
     choice = _object(args[0] if args else None, TRYON_FIELD)
@@ -290,10 +290,10 @@ def txt2img(request):
     garment = _garment(choice.pop("garment"), request.user)
     params = _params_from_payload(payload, _units(payload))
     try:
-        jobs = services.model_shot_batch_create(
+        jobs = intake.model_shot_batch_create(
             owner=request.user, garment=garment, count=_count(payload), params=params, **choice
         )
-    except services.TooManyActiveJobs as error:
+    except intake.TooManyActiveJobs as error:
         raise ConflictError(str(error)) from None
     return _images_response(payload, jobs)
 
@@ -314,7 +314,7 @@ def img2img(request):
     invert = _flag(payload.get("inpainting_mask_invert"), "inpainting_mask_invert")
     mask = payload.get("mask")
     try:
-        job = services.inpaint_job_create(
+        job = intake.inpaint_job_create(
             owner=request.user,
             image=decode_base64_upload(images[0], "init_images"),
             mask=decode_base64_upload(mask, "mask") if mask else None,
@@ -322,7 +322,7 @@ def img2img(request):
             controls=_control_inputs(units),
             params=params,
         )
-    except services.TooManyActiveJobs as error:
+    except intake.TooManyActiveJobs as error:
         raise ConflictError(str(error)) from None
     # As the WebUI does unless include_init_images: the pictures are not sent back.
     return _images_response({**payload, "init_images": None, "mask": None}, [job])
@@ -394,7 +394,7 @@ def interrupt(request):
     for job in selectors.jobs_of(user=request.user, session_key=None).filter(
         status__in=TryOnJob.ACTIVE
     ):
-        services.tryon_job_cancel(job=job)
+        deletion.tryon_job_cancel(job=job)
     return Response({})
 
 

@@ -277,16 +277,17 @@ if TRYON_CONTENT_FILTER not in ("auto", "off"):
     )
 TRYON_WATERMARK = env.bool("TRYON_WATERMARK", default=False)
 
-# Try-on jobs (tryon.services): a running job writes a heartbeat this often; one whose heartbeat
-# is older than JOB_STALE_AFTER is taken to be orphaned by a dead worker and queued again, at
-# most JOB_MAX_ATTEMPTS times in all. A job running longer than JOB_DEADLINE seconds fails.
+# Try-on jobs (tryon.runner, tryon.housekeeping): a running job writes a heartbeat this often;
+# one whose heartbeat is older than JOB_STALE_AFTER is taken to be orphaned by a dead worker and
+# queued again, at most JOB_MAX_ATTEMPTS times in all. A job running longer than JOB_DEADLINE
+# seconds fails.
 JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=5.0)
 JOB_STALE_AFTER = env.float("JOB_STALE_AFTER", default=30.0)
 JOB_SWEEP_SECONDS = env.float("JOB_SWEEP_SECONDS", default=15.0)
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
 JOB_DEADLINE = env.int("JOB_DEADLINE", default=900)
 # Shoppers' photos and their try-ons are deleted this many hours after the try-on (the consent
-# text states it); tryon.services.purge_expired runs in every worker's housekeeping timer.
+# text states it); tryon.housekeeping.purge_expired runs in every worker's housekeeping timer.
 PERSON_PHOTO_RETENTION_HOURS = env.int("PERSON_PHOTO_RETENTION_HOURS", default=24)
 # Progress and the live preview are written at most this often (seconds).
 JOB_PROGRESS_INTERVAL = env.float("JOB_PROGRESS_INTERVAL", default=0.5)

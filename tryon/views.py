@@ -16,13 +16,13 @@ from rest_framework.exceptions import AuthenticationFailed
 from catalog.models import Garment
 from catalog.selectors import is_merchant
 
-from . import selectors, services
+from . import deletion, intake, selectors
 from .api_errors import form_throttle_wait, too_fast_message
 from .client_address import client_address
+from .deletion import record_photo_access
 from .forms import TryOnForm
 from .models import TryOnJob, TryOnResult
 from .selectors import JOB_FILE_FIELDS, file_access, system_health
-from .services import record_photo_access
 from .storage import signed_url
 
 
@@ -174,7 +174,7 @@ def tryon_create(request, garment_pk):
     if form.is_valid():
         reuse = last if form.cleaned_data.get("reuse_photo") else None
         try:
-            job = services.tryon_job_create(
+            job = intake.tryon_job_create(
                 kind=TryOnJob.Kind.PHOTO,
                 garment=garment,
                 owner=request.user if request.user.is_authenticated else None,
@@ -186,7 +186,7 @@ def tryon_create(request, garment_pk):
             )
         except ValidationError as error:
             _add_errors(form, error)
-        except services.TooManyActiveJobs as error:
+        except intake.TooManyActiveJobs as error:
             form.add_error(None, str(error))
         else:
             request.session[LAST_PHOTO_JOB] = str(job.pk)
@@ -225,14 +225,14 @@ def job_status(request, job_id):
 
 @require_POST
 def job_cancel(request, job_id):
-    services.tryon_job_cancel(job=_own_job_or_404(request, job_id))
+    deletion.tryon_job_cancel(job=_own_job_or_404(request, job_id))
     return redirect("tryon:job", job_id=job_id)
 
 
 @require_POST
 def job_delete(request, job_id):
     """ "Delete my photo and results": rows and files, at once."""
-    services.tryon_job_delete(job=_own_job_or_404(request, job_id))
+    deletion.tryon_job_delete(job=_own_job_or_404(request, job_id))
     messages.success(request, "Your photo and its try-on were deleted.")
     return redirect("tryon:mine")
 
@@ -240,7 +240,7 @@ def job_delete(request, job_id):
 def delete_shopper_data(request) -> int:
     """Delete every photo try-on and inpaint of the request's shopper (user or session) and
     forget the photo the session remembers for reuse; how many jobs went. (The API's too.)"""
-    count = services.shopper_data_delete(user=request.user, session_key=request.session.session_key)
+    count = deletion.shopper_data_delete(user=request.user, session_key=request.session.session_key)
     request.session.pop(LAST_PHOTO_JOB, None)
     return count
 
@@ -266,6 +266,6 @@ def my_tryons(request):
         .prefetch_related("results")
     )
     # Inpaints have no page here but are deleted with the rest, so they too show the button.
-    has_personal_data = everything.filter(kind__in=services.PERSONAL_KINDS).exists()
+    has_personal_data = everything.filter(kind__in=deletion.PERSONAL_KINDS).exists()
     context = {"jobs": jobs, "has_personal_data": has_personal_data}
     return render(request, "tryon/mine.html", context)

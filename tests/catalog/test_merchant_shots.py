@@ -25,7 +25,7 @@ from tests.factories import (
     make_reviewer,
 )
 from tryon.models import TryOnJob, TryOnResult
-from tryon.services import result_review
+from tryon.review import result_review
 
 pytestmark = pytest.mark.django_db
 

@@ -24,7 +24,7 @@ def main(threads: int) -> dict:
 
     from catalog.demo import analysed_tee
     from catalog.selectors import MERCHANTS_GROUP
-    from tryon.services import TooManyActiveJobs, tryon_job_create
+    from tryon.intake import TooManyActiveJobs, tryon_job_create
 
     merchant = User.objects.create_user("race-merchant")
     merchant.groups.add(Group.objects.get_or_create(name=MERCHANTS_GROUP)[0])
@@ -46,7 +46,7 @@ def main(threads: int) -> dict:
         finally:
             connection.close()
 
-    with mock.patch("tryon.services._enqueue"):
+    with mock.patch("tryon.intake.enqueue"):
         running = [threading.Thread(target=create) for _ in range(threads)]
         for thread in running:
             thread.start()

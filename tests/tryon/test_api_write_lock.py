@@ -20,9 +20,9 @@ from tests.factories import UserFactory
 def test_the_photo_is_checked_outside_any_write_transaction(analysed_garment, monkeypatch):
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's write lock is what this watches")
-    from tryon import services, tasks
+    from tryon import intake, tasks
 
-    check_pose = services._check_pose
+    check_pose = intake.check_photo_pose
     writable = []
 
     def check_pose_while_another_connection_writes(photo, category):
@@ -37,7 +37,7 @@ def test_the_photo_is_checked_outside_any_write_transaction(analysed_garment, mo
             other.close()
         check_pose(photo, category)
 
-    monkeypatch.setattr(services, "_check_pose", check_pose_while_another_connection_writes)
+    monkeypatch.setattr(intake, "check_photo_pose", check_pose_while_another_connection_writes)
     monkeypatch.setattr(tasks.tryon_job_run_task, "delay", lambda job_id: None)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=UserFactory()).key}")

@@ -22,8 +22,9 @@ from rest_framework.test import APIClient
 
 from tests.conftest import photo_upload
 from tryon.callbacks import _secret, check_callback_url, deliver
+from tryon.deletion import tryon_job_cancel
+from tryon.intake import tryon_job_create
 from tryon.models import TryOnJob
-from tryon.services import tryon_job_cancel, tryon_job_create
 
 pytestmark = pytest.mark.django_db
 

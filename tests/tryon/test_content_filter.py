@@ -11,8 +11,9 @@ from pipelines.safety import SAFETY_FOLDER, SafetyChecker
 from tests.conftest import photo_upload
 from tests.pipelines.test_safety import FLAG_EVERYTHING, FLAG_NOTHING, make_safety_checker
 from tests.processes import run_python
+from tryon.intake import tryon_job_create
 from tryon.models import TryOnJob, TryOnResult
-from tryon.services import tryon_job_create, withheld_notice
+from tryon.runner import withheld_notice
 
 pytestmark = pytest.mark.django_db
 FAST = {"steps": 2, "width": 128, "height": 192, "seed": 5}

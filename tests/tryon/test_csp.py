@@ -10,7 +10,7 @@ from django.urls import reverse
 from tests.factories import TryOnResultFactory
 from tests.processes import run_python
 from tests.tryon.test_object_storage import S3_ENV, _settings_with
-from tryon.services import result_publish, result_review
+from tryon.review import result_publish, result_review
 
 pytestmark = pytest.mark.django_db
 

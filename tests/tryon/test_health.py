@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from tryon.celery import app as celery_app
 from tryon.models import WorkerHeartbeat
-from tryon.services import worker_heartbeat
+from tryon.runner import worker_heartbeat
 
 pytestmark = pytest.mark.django_db
 

@@ -21,8 +21,8 @@ from tests.conftest import product_shot_upload
 from tests.workers import start_worker as start_celery_worker
 from tests.workers import stop, wait_for
 from tryon.celery import app
+from tryon.intake import tryon_job_create
 from tryon.models import TryOnJob, TryOnResult
-from tryon.services import tryon_job_create
 from tryon.tasks import tryon_job_run_task
 
 pytestmark = pytest.mark.django_db(transaction=True)

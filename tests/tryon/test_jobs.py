@@ -16,18 +16,13 @@ from PIL import Image
 from catalog.models import Garment
 from tests.conftest import photo_upload
 from tests.factories import TryOnJobFactory, TryOnResultFactory, UserFactory
-from tryon import services
+from tryon import runner
+from tryon.deletion import tryon_job_cancel, tryon_job_delete
+from tryon.housekeeping import jobs_sweep
+from tryon.intake import model_shot_batch_create, tryon_job_create
 from tryon.models import TryOnJob, TryOnResult
-from tryon.services import (
-    jobs_sweep,
-    model_shot_batch_create,
-    result_publish,
-    result_review,
-    tryon_job_cancel,
-    tryon_job_create,
-    tryon_job_delete,
-    tryon_job_run,
-)
+from tryon.review import result_publish, result_review
+from tryon.runner import tryon_job_run
 
 pytestmark = pytest.mark.django_db
 FAST = {"steps": 2, "width": 128, "height": 192, "seed": 5}
@@ -150,8 +145,8 @@ def test_an_enqueue_whose_transaction_rolls_back_never_runs(
 def test_a_job_is_claimed_by_one_worker_only(garment):
     with mock.patch("tryon.tasks.tryon_job_run_task.delay"):
         job = create_photo_job(garment)
-    first = services._claim(job.pk, "worker-a:1")
-    second = services._claim(job.pk, "worker-b:1")
+    first = runner.claim(job.pk, "worker-a:1")
+    second = runner.claim(job.pk, "worker-b:1")
     assert first is not None and first.worker == "worker-a:1"
     assert second is None
     # A finished job is never run again by a late duplicate message.
@@ -201,13 +196,13 @@ def test_progress_is_written_as_the_steps_go(garment, settings):
     with mock.patch("tryon.tasks.tryon_job_run_task.delay"):
         job = create_photo_job(garment, params={**FAST, "steps": 6, "denoising_strength": 1.0})
     seen = []
-    write = services._Reporter.progress
+    write = runner.ProgressReporter.progress
 
     def recording(reporter, report):
         write(reporter, report)
         seen.append(TryOnJob.objects.values_list("progress", "step").get(pk=job.pk))
 
-    with mock.patch.object(services._Reporter, "progress", recording):
+    with mock.patch.object(runner.ProgressReporter, "progress", recording):
         tryon_job_run(job_id=job.pk, worker="w:1")
     during = [progress for progress, step in seen if "step" in step]
     assert len(during) == 6 and during[0] > 0
@@ -218,7 +213,7 @@ def test_cancelling_a_running_job_stops_it_within_one_step(garment):
     with mock.patch("tryon.tasks.tryon_job_run_task.delay"):
         job = create_photo_job(garment, params={**FAST, "steps": 10, "denoising_strength": 1.0})
     steps = []
-    write = services._Reporter.progress
+    write = runner.ProgressReporter.progress
 
     def cancel_after_first_step(reporter, report):
         write(reporter, report)
@@ -226,7 +221,7 @@ def test_cancelling_a_running_job_stops_it_within_one_step(garment):
             steps.append(report.text)
             tryon_job_cancel(job=TryOnJob.objects.get(pk=job.pk))
 
-    with mock.patch.object(services._Reporter, "progress", cancel_after_first_step):
+    with mock.patch.object(runner.ProgressReporter, "progress", cancel_after_first_step):
         tryon_job_run(job_id=job.pk, worker="w:1")
     job.refresh_from_db()
     assert job.status == TryOnJob.Status.CANCELLED and len(steps) == 1
@@ -458,3 +453,21 @@ def test_photos_past_their_retention_are_purged_with_their_files(
     assert "Deleted 1 photo try-on(s) older than 24 h." in out.getvalue()
     assert set(TryOnJob.objects.values_list("pk", flat=True)) == {recent.pk, shot.pk}
     assert private_files(settings) == kept_files
+
+
+def test_a_rerun_that_fails_to_save_leaves_no_copied_file_behind(garment, settings, monkeypatch):
+    from tryon.intake import tryon_job_rerun
+
+    with mock.patch("tryon.tasks.tryon_job_run_task.delay"):
+        original = create_photo_job(garment)
+    before = private_files(settings)
+    assert before  # the original's photo
+
+    def fail_to_save(self, *args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    # The copy's photo is written, then its row fails to save: the photo must not stay.
+    monkeypatch.setattr(TryOnJob, "save", fail_to_save)
+    with pytest.raises(RuntimeError, match="went away"):
+        tryon_job_rerun(job=original, new_seed=True)
+    assert private_files(settings) == before

@@ -23,8 +23,8 @@ from pipelines.registry import (
 )
 from tests.pipelines.test_model_safety import evil_models_dir
 from tests.workers import run_worker_to_exit
+from tryon.intake import model_shot_batch_create
 from tryon.models import TryOnJob
-from tryon.services import model_shot_batch_create
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from django.urls import reverse
 from tests.factories import GarmentFactory, TryOnResultFactory
 from tests.workers import run_worker_to_exit
 from tryon.celery import broker_visibility_problem
-from tryon.services import result_publish, result_review
+from tryon.review import result_publish, result_review
 
 ROOT = Path(__file__).resolve().parents[2]
 S3_ENV = {

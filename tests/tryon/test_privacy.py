@@ -20,7 +20,7 @@ from rest_framework.authtoken.models import Token
 from catalog.models import Garment
 from tests.conftest import photo_upload
 from tests.factories import TryOnJobFactory, TryOnResultFactory, UserFactory
-from tryon import services
+from tryon import housekeeping, intake
 from tryon.api_errors import ScopedByMethodThrottle
 from tryon.models import TryOnJob
 from tryon.views import LAST_PHOTO_JOB
@@ -149,26 +149,26 @@ def test_a_photo_reused_or_re_run_is_purged_with_its_first_upload(
     create = {"kind": "photo", "garment": analysed_garment, "consent": True, "check_pose": False}
 
     with mock.patch("django.utils.timezone.now", return_value=uploaded):
-        original = services.tryon_job_create(
+        original = intake.tryon_job_create(
             session_key="shopper", person_photo=photo_upload(), **create
         )
     with mock.patch("django.utils.timezone.now", return_value=uploaded + timedelta(hours=23)):
-        rerun = services.tryon_job_rerun(job=original, new_seed=True)
-        reused = services.tryon_job_create(session_key="shopper", photo_from=original, **create)
-        fresh = services.tryon_job_create(
+        rerun = intake.tryon_job_rerun(job=original, new_seed=True)
+        reused = intake.tryon_job_create(session_key="shopper", photo_from=original, **create)
+        fresh = intake.tryon_job_create(
             session_key="shopper", person_photo=photo_upload(), **create
         )
     assert rerun.created_at == reused.created_at == uploaded + timedelta(hours=23)
     assert rerun.photo_uploaded_at == reused.photo_uploaded_at == uploaded
 
     with mock.patch("django.utils.timezone.now", return_value=uploaded + timedelta(hours=23.9)):
-        assert services.purge_expired() == 0
+        assert housekeeping.purge_expired() == 0
     later = uploaded + timedelta(hours=settings.PERSON_PHOTO_RETENTION_HOURS, minutes=1)
     with (
         mock.patch("django.utils.timezone.now", return_value=later),
         django_capture_on_commit_callbacks(execute=True),
     ):
-        assert services.purge_expired() == 3
+        assert housekeeping.purge_expired() == 3
     assert list(TryOnJob.objects.all()) == [fresh]
     assert _on_disk(settings) == _files_of(fresh)
 
@@ -181,7 +181,7 @@ def test_jobs_from_before_the_upload_time_was_kept_expire_by_their_creation(
     day_ago = timezone.now() - timedelta(hours=settings.PERSON_PHOTO_RETENTION_HOURS, minutes=1)
     TryOnJob.objects.filter(pk=old.pk).update(created_at=day_ago)
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.purge_expired() == 1
+        assert housekeeping.purge_expired() == 1
     assert list(TryOnJob.objects.all()) == [recent]
 
 

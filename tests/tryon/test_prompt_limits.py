@@ -9,8 +9,8 @@ from skimage import data
 from catalog.models import Garment
 from pipelines.prompts import DESCRIPTION_PROMPT_WORDS, MAX_PROMPT_TOKENS, build_prompt
 from tests.conftest import png_base64
+from tryon.intake import model_shot_batch_create
 from tryon.models import TryOnJob
-from tryon.services import model_shot_batch_create
 
 pytestmark = pytest.mark.django_db
 FAST = {"steps": 2, "width": 128, "height": 192, "seed": 5}

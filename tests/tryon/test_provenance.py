@@ -14,8 +14,8 @@ from pipelines.infotext import DIGITAL_SOURCE_TYPE, parse_infotext, read_png_inf
 from pipelines.watermark import WATERMARK_PAYLOAD, read_watermark
 from tests.conftest import photo_upload
 from tests.factories import TryOnJobFactory, TryOnResultFactory, UserFactory
+from tryon.intake import tryon_job_create
 from tryon.models import TryOnJob
-from tryon.services import tryon_job_create
 
 pytestmark = pytest.mark.django_db
 FAST = {"steps": 2, "width": 128, "height": 192, "seed": 5}

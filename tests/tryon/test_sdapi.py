@@ -13,7 +13,7 @@ from catalog.models import Garment
 from pipelines.infotext import parse_infotext
 from tests.conftest import png_base64
 from tests.factories import GarmentFactory, TryOnJobFactory
-from tryon import services
+from tryon import deletion, housekeeping, intake
 from tryon.models import TryOnJob
 
 pytestmark = pytest.mark.django_db
@@ -385,7 +385,7 @@ def test_inpaint_inputs_are_private_and_go_with_the_job(
 
     picture, mask = init_and_mask
     upload = lambda image: SimpleUploadedFile("x.png", base64.b64decode(png_base64(image)))  # noqa: E731
-    job = services.inpaint_job_create(
+    job = intake.inpaint_job_create(
         owner=merchant,
         image=upload(picture),
         mask=upload(mask),
@@ -395,13 +395,13 @@ def test_inpaint_inputs_are_private_and_go_with_the_job(
     for stored in job.stored_files():
         with pytest.raises(ValueError):
             _ = stored.url  # private storage has no public URL
-    copy = services.tryon_job_rerun(job=job, new_seed=True)
+    copy = intake.tryon_job_rerun(job=job, new_seed=True)
     assert copy.controls == job.controls and len(copy.stored_files()) == 3
     with django_capture_on_commit_callbacks(execute=True):
-        services.tryon_job_delete(job=job)
+        deletion.tryon_job_delete(job=job)
     assert len(_stored(settings)) == 3  # the copy's own files stay
     with django_capture_on_commit_callbacks(execute=True):
-        services.tryon_job_delete(job=copy)
+        deletion.tryon_job_delete(job=copy)
     assert _stored(settings) == []
 
 
@@ -414,7 +414,7 @@ def test_inpaints_are_purged_with_photos_and_have_no_shopper_page(
     from django.utils import timezone
 
     picture, _ = init_and_mask
-    job = services.inpaint_job_create(
+    job = intake.inpaint_job_create(
         owner=merchant, image=SimpleUploadedFile("x.png", base64.b64decode(png_base64(picture)))
     )
     client.force_login(merchant)
@@ -422,7 +422,7 @@ def test_inpaints_are_purged_with_photos_and_have_no_shopper_page(
     old = timezone.now() - timedelta(hours=settings.PERSON_PHOTO_RETENTION_HOURS, minutes=1)
     TryOnJob.objects.filter(pk=job.pk).update(created_at=old, photo_uploaded_at=old)
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.purge_expired() == 1
+        assert housekeeping.purge_expired() == 1
     assert not TryOnJob.objects.exists() and _stored(settings) == []
 
 
@@ -431,7 +431,7 @@ def test_a_null_canny_threshold_is_the_extensions_default(
 ):
     # sd-webui-controlnet sends null (or leaves them out) for "use the preprocessor's default".
     picture, mask = init_and_mask
-    monkeypatch.setattr("tryon.services._enqueue", lambda job: None)  # stored, not run
+    monkeypatch.setattr("tryon.intake.enqueue", lambda job: None)  # stored, not run
     unit = {"module": "canny", "model": "control_canny", "threshold_a": None, "threshold_b": None}
     payload = {"init_images": [png_base64(picture)], "mask": png_base64(mask)}
     payload["alwayson_scripts"] = {"ControlNet": {"args": [unit]}}

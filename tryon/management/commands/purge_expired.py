@@ -6,7 +6,7 @@ Workers do this on their own every few seconds; the command is for cron or a one
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from tryon.services import purge_expired
+from tryon.housekeeping import purge_expired
 
 
 class Command(BaseCommand):
