@@ -182,7 +182,7 @@ def _run_tryon(args, request) -> dict:
 
     runtime = None
     if args.manifest:
-        from .generate import RuntimeConfig  # imports torch: only when it is needed
+        from .request import RuntimeConfig
 
         runtime = RuntimeConfig(manifest=Path(args.manifest).resolve())
     output = run(request, models_dir=Path(args.models), runtime=runtime)

@@ -44,6 +44,7 @@ from .registry import (
     resolve_model,
     scan_models,
 )
+from .request import RuntimeConfig
 from .samplers import make_scheduler
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive)
@@ -62,47 +63,6 @@ LATENT_RGB = (
 MAX_LORAS = 8
 # Colour matching never stretches a channel's spread further than this either way.
 MAX_SPREAD_RATIO = 1.5
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    """Where and how the models run; the Django side builds it from settings.
-
-    ``device`` "auto" takes CUDA when present, else the CPU; ``dtype`` "auto" is fp16 on a GPU
-    and fp32 on the CPU. ``offload`` (model CPU offload) and ``vae_tiling`` let a small GPU run
-    big pictures. ``preview_every`` is the number of steps between live previews (0: none).
-    ``hash_cache`` is a JSON file keeping model hashes across processes. ``manifest``, a
-    ``sha256sum``-style allow-list, makes every model file need a line there to be loaded.
-    ``content_filter`` screens a run's input picture and its results with the safety checker
-    when its weights are installed (``pipelines.safety``); ``watermark`` hides an invisible
-    watermark in each result, which changes its pixels outside the mask too
-    (``pipelines.watermark``).
-    """
-
-    device: str = "auto"
-    dtype: str = "auto"
-    offload: bool = False
-    vae_tiling: bool = False
-    preview_every: int = 5
-    hash_cache: Path | None = None
-    manifest: Path | None = None
-    content_filter: bool = True
-    watermark: bool = False
-
-    def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
-
-    def torch_dtype(self) -> torch.dtype:
-        names = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-        if self.dtype == "auto":
-            return torch.float16 if self.torch_device().type == "cuda" else torch.float32
-        if self.dtype not in names:
-            raise InvalidInputError(
-                "dtype", f"must be auto, {', '.join(names)}; got {self.dtype!r}"
-            )
-        return names[self.dtype]
 
 
 @dataclass(frozen=True)

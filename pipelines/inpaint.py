@@ -9,84 +9,17 @@ Nothing here imports torch at module level: web processes use ``control_slot`` t
 request before it is queued.
 """
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 from PIL import Image
 
 from .errors import InvalidInputError
-from .params import CONTROL_NAMES
+from .request import OPENPOSE_MODULES, ControlInput, check_control
 
 # The WebUI's default mask blur for inpainting, in pixels.
 WEBUI_MASK_BLUR = 4.0
-# sd-webui-controlnet's OpenPose preprocessors and what each draws besides the body.
-OPENPOSE_MODULES = {
-    "openpose": {"hands": False, "face": False},
-    "openpose_hand": {"hands": True, "face": False},
-    "openpose_face": {"hands": False, "face": True},
-    "openpose_full": {"hands": True, "face": True},
-    "dw_openpose_full": {"hands": True, "face": True},
-}
-CANNY_MODULES = ("canny",)
-# "none": the unit's image already is the map.
-MODULES = (*OPENPOSE_MODULES, *CANNY_MODULES, "none")
-CANNY_THRESHOLDS = (100, 200)  # sd-webui-controlnet's defaults for threshold_a, threshold_b
 # Classical fill of the preview engine: radius of OpenCV's Telea inpainting, in pixels.
 FILL_RADIUS = 9
-
-
-@dataclass(frozen=True, eq=False)
-class ControlInput:
-    """One ControlNet slot's input: a preprocessor and the picture it reads.
-
-    ``image`` None means the init picture (it must then not be "none", which needs a map).
-    ``thresholds`` are Canny's low and high thresholds.
-    """
-
-    module: str
-    image: Image.Image | None = None
-    thresholds: tuple[int, int] = CANNY_THRESHOLDS
-
-
-def control_slot(module: str, model: str = "") -> str:
-    """Which of our ControlNets ("openpose" or "canny") a WebUI unit drives.
-
-    Decided by its preprocessor, or for ``module="none"`` by its model's name (e.g.
-    "control_v11p_sd15_openpose [cab727d4]"). Raises ``InvalidInputError`` naming "module".
-    """
-    module = (module or "none").lower()
-    if module in OPENPOSE_MODULES:
-        return "openpose"
-    if module in CANNY_MODULES:
-        return "canny"
-    if module != "none":
-        raise InvalidInputError(
-            "module", f"{module!r} is not available; use one of {', '.join(MODULES)}"
-        )
-    named = [slot for slot in CONTROL_NAMES if slot in (model or "").lower()]
-    if len(named) != 1:
-        raise InvalidInputError(
-            "model",
-            f"with module 'none' the model's name must say openpose or canny; got {model!r}",
-        )
-    return named[0]
-
-
-def check_control(
-    slot: str, module: str, *, has_image: bool, thresholds: tuple = CANNY_THRESHOLDS
-) -> None:
-    """Refuse a slot input that cannot make a map; raises ``InvalidInputError`` naming the
-    unit's field ("module", "image" or "threshold_a")."""
-    module = (module or "none").lower()
-    if module == "none":
-        if not has_image:
-            raise InvalidInputError("image", f"the {slot} unit with module 'none' needs an image")
-    elif control_slot(module) != slot:
-        raise InvalidInputError("module", f"{module!r} does not make a {slot} map")
-    numbers = [value for value in thresholds if isinstance(value, int | float)]
-    if len(numbers) != 2 or isinstance(thresholds, str) or not 0 <= numbers[0] <= numbers[1] <= 255:
-        raise InvalidInputError("threshold_a", "Canny thresholds need 0 ≤ low ≤ high ≤ 255")
 
 
 def control_map(slot: str, control: ControlInput | None, picture: Image.Image) -> Image.Image:

@@ -18,9 +18,7 @@ garments are worn by a mannequin drawn from the pose, ``pipelines.mannequin``); 
 
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from io import BytesIO
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +29,33 @@ from PIL import Image
 from .canny import canny_map
 from .engines import engine_models_dir, find_weights, resolve_engine
 from .errors import GenerationError, InvalidInputError
-from .infotext import format_infotext, save_png_with_infotext
-from .inpaint import WEBUI_MASK_BLUR, ControlInput, classical_fill, control_map, inpaint_mask
+from .infotext import format_infotext
+from .inpaint import WEBUI_MASK_BLUR, classical_fill, control_map, inpaint_mask
 from .mannequin import draw_mannequin
 from .masks import TryOnMask, covering, tryon_mask
 from .params import CONTROL_NAMES, MAX_SEED, GenerationParams
 from .person import analyze_person, check_pose_usable, person_from_keypoints, render_openpose
-from .pictures import check_picture_size
 from .poses import CANVAS, get_preset
 from .preview import timed
 from .prompts import build_free_prompt, build_prompt, validate_prompt
+from .request import (
+    CancelCheck,
+    GarmentInput,
+    GeneratedImage,
+    Progress,
+    ProgressCallback,
+    RuntimeConfig,
+    TryOnOutput,
+    TryOnRequest,
+    check_request,
+)
 from .safety import ContentFilter, ContentFiltered, load_content_filter
 from .scenes import resolve_scene
 from .text import one_line
-from .types import GarmentAnalysis, PersonAnalysis
+from .types import PersonAnalysis
 from .warp import composite, warp_garment
 from .watermark import apply_watermark, can_watermark
 
-MODES = ("photo", "model_shot", "inpaint")
-# Passes of an outfit, first to last: what is worn underneath is painted first.
-PASS_ORDER = ("dress", "lower", "upper", "outer")
 DEFAULT_STRENGTH = {"photo": 0.75, "model_shot": 1.0, "inpaint": 0.75}
 # Share of the progress bar for the analysis before the first sampling step.
 PREPARE_SHARE = 0.05
@@ -58,88 +63,6 @@ PREPARE_SHARE = 0.05
 KEEP_RIM = 2
 MODEL_SHOT_FEATHER = 0.008  # of the canvas width: the feather's sigma on the garment's edge
 CONTROL_MODULES = {"photo": ("mediapipe_openpose", "canny"), "model_shot": ("pose_preset", "canny")}
-
-
-@dataclass(frozen=True, eq=False)
-class GarmentInput:
-    """An analysed garment and the catalog words that describe it in the prompt."""
-
-    analysis: GarmentAnalysis
-    colour: str = ""
-    material: str = ""
-    description: str = ""
-
-    @property
-    def category(self) -> str:
-        return self.analysis.category
-
-
-@dataclass(frozen=True, eq=False)
-class TryOnRequest:
-    """One try-on job's inputs.
-
-    ``garments``: one per category at most (a dress goes with nothing but outerwear); none in
-    inpaint mode. ``person_photo`` is required in photo mode, and is the picture to paint on in
-    inpaint mode, with ``mask`` (white = repaint; None = all of it) and ``controls`` (the
-    OpenPose, then the Canny slot's input, or None). ``pose``, ``scene`` (a preset name),
-    ``scene_text`` (free words) and ``model_attributes`` (see ``prompts.MODEL_VOCABULARY``) are
-    for model shots. ``params.prompt``/``negative_prompt`` are added to the built prompts;
-    ``<lora:…>`` tags in them are honoured only with ``allow_loras`` (a trusted caller), and
-    dropped otherwise, since loading a model is not a shopper's choice.
-    """
-
-    mode: str
-    garments: tuple[GarmentInput, ...]
-    person_photo: Image.Image | None = None
-    pose: str = "front_standing"
-    scene: str = ""
-    scene_text: str = ""
-    model_attributes: dict[str, str] = field(default_factory=dict)
-    params: GenerationParams = field(default_factory=GenerationParams)
-    engine: str = "auto"
-    allow_loras: bool = False
-    mask: Image.Image | None = None
-    controls: tuple[ControlInput | None, ...] = ()
-
-
-@dataclass(frozen=True, eq=False)
-class Progress:
-    """How far a run is: ``fraction`` in [0, 1], a line for people, a live preview now and then."""
-
-    fraction: float
-    text: str
-    preview: Image.Image | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class GeneratedImage:
-    image: Image.Image
-    seed: int
-    infotext: str
-
-    def png_bytes(self) -> bytes:
-        """The picture as PNG with its infotext and the AI-generated label."""
-        buffer = BytesIO()
-        save_png_with_infotext(self.image, buffer, self.infotext)
-        return buffer.getvalue()
-
-
-@dataclass(frozen=True, eq=False)
-class TryOnOutput:
-    """The pictures, the maps staff review them with, the parameters used and the timings.
-
-    ``maps``: ``mask`` (the repainted area: the garment region for a photo, everything but the
-    garment for a model shot), ``openpose``, ``canny`` and ``composite`` (the init picture).
-    ``withheld``: how many pictures the content filter held back (they are not in ``images``).
-    """
-
-    engine: str
-    mode: str
-    images: tuple[GeneratedImage, ...]
-    maps: dict[str, Image.Image]
-    params: dict[str, Any]
-    timings_ms: dict[str, float]
-    withheld: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,19 +81,15 @@ class _Pass:
         return replace(self, composite=composite(picture, self.warped, self.tryon))
 
 
-ProgressCallback = Callable[[Progress], None]
-CancelCheck = Callable[[], bool]
-
-
 def run(
     request: TryOnRequest,
     *,
     models_dir: Path,
-    runtime: Any = None,
+    runtime: RuntimeConfig | None = None,
     on_progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
 ) -> TryOnOutput:
-    """Run ``request``; ``runtime`` is a ``generate.RuntimeConfig`` (default: its defaults).
+    """Run ``request``; ``runtime`` is a ``request.RuntimeConfig`` (default: its defaults).
 
     With the content filter (``runtime.content_filter`` and its weights installed, see
     ``pipelines.safety``), a flagged input picture stops the run before anything is painted and
@@ -187,7 +106,7 @@ def run(
     started = time.perf_counter()
     timings: dict[str, float] = {}
     report = on_progress or (lambda progress: None)
-    garments = _check_request(request)
+    garments = check_request(request)
     screen = _content_filter(runtime, models_dir)
     if screen is not None and request.person_photo is not None:
         timed(timings, "filter_input", lambda: _screen_input(screen, request))
@@ -238,7 +157,7 @@ def run(
     return TryOnOutput(engine, request.mode, images, maps, used, timings, count - len(images))
 
 
-def _content_filter(runtime: Any, models_dir: Path) -> ContentFilter | None:
+def _content_filter(runtime: RuntimeConfig | None, models_dir: Path) -> ContentFilter | None:
     """The installed safety checker, unless ``runtime`` turns it off (no runtime: on)."""
     if runtime is not None and not runtime.content_filter:
         return None
@@ -277,70 +196,6 @@ def _watermarked(generated: GeneratedImage) -> GeneratedImage:
     if not can_watermark(generated.image):
         return generated
     return replace(generated, image=apply_watermark(generated.image))
-
-
-def check_outfit(categories: list[str]) -> None:
-    """Refuse garments that cannot be worn together: one per category, a dress with no top
-    or bottoms (outerwear over it is fine). Raises ``InvalidInputError`` naming "garments"."""
-    if not categories:
-        raise InvalidInputError("garments", "at least one garment is needed")
-    repeated = sorted({c for c in categories if categories.count(c) > 1})
-    if repeated:
-        raise InvalidInputError(
-            "garments", f"one garment per category; {', '.join(repeated)} is repeated"
-        )
-    if "dress" in categories and {"upper", "lower"} & set(categories):
-        raise InvalidInputError(
-            "garments", "a dress is worn alone or under outerwear, not with a top or bottoms"
-        )
-
-
-def _check_request(request: TryOnRequest) -> list[GarmentInput]:
-    if request.mode not in MODES:
-        raise InvalidInputError("mode", f"must be one of {', '.join(MODES)}, got {request.mode!r}")
-    if not isinstance(request.params, GenerationParams):
-        raise InvalidInputError("params", "must be GenerationParams")
-    garments = _check_inpaint(request) if request.mode == "inpaint" else _check_garments(request)
-    _check_picture_sizes(request)
-    return garments
-
-
-def _check_garments(request: TryOnRequest) -> list[GarmentInput]:
-    """A photo's or model shot's outfit, in the order its passes paint it."""
-    if not request.garments:
-        raise InvalidInputError("garments", "at least one garment is needed")
-    check_outfit([garment.category for garment in request.garments])
-    if request.mode == "photo" and request.person_photo is None:
-        raise InvalidInputError("person_photo", "a photo of the person is required")
-    return sorted(request.garments, key=lambda garment: PASS_ORDER.index(garment.category))
-
-
-def _check_picture_sizes(request: TryOnRequest) -> None:
-    """Every picture of the request within what OpenCV and MediaPipe may be given."""
-    named = [("person_photo", request.person_photo), ("mask", request.mask)]
-    named += [
-        (f"controls.{slot}.image", control.image)
-        for slot, control in zip(CONTROL_NAMES, request.controls, strict=False)
-        if control is not None
-    ]
-    for garment in request.garments:
-        named += [
-            ("garments.cutout", garment.analysis.cutout),
-            ("garments.mask", garment.analysis.mask),
-        ]
-    for name, picture in named:
-        if picture is not None:
-            check_picture_size(picture, name)
-
-
-def _check_inpaint(request: TryOnRequest) -> list[GarmentInput]:
-    if request.garments:
-        raise InvalidInputError("garments", "an inpaint paints the client's picture; no garments")
-    if request.person_photo is None:
-        raise InvalidInputError("person_photo", "the picture to paint on is required")
-    if len(request.controls) > len(CONTROL_NAMES):
-        raise InvalidInputError("controls", f"at most {len(CONTROL_NAMES)}: {CONTROL_NAMES}")
-    return []
 
 
 # --- preparation ---------------------------------------------------------------------------------
@@ -520,7 +375,7 @@ def _diffuse(prepared: _Prepared, models_dir, runtime, timings, report, should_c
     """The pictures from the diffusion passes, retried once with offload on GPU out of memory."""
     from . import generate
 
-    runtime = runtime or generate.RuntimeConfig()
+    runtime = runtime or RuntimeConfig()
     engine_dir = engine_models_dir(prepared.used["engine"], Path(models_dir))
     models = generate.select_models(engine_dir, prepared.request.params)
     attempt = lambda config: _paint_all(  # noqa: E731

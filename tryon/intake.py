@@ -5,6 +5,7 @@ import io
 import secrets
 import uuid
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -18,7 +19,14 @@ from PIL import Image
 from catalog.models import Garment
 from pipelines.engines import ENGINES
 from pipelines.errors import InvalidInputError
-from pipelines.params import MAX_SEED, params_from_dict
+from pipelines.params import MAX_SEED
+from pipelines.request import (
+    CANNY_THRESHOLDS,
+    check_control,
+    check_model_shot,
+    check_outfit,
+    check_params,
+)
 
 from .models import TryOnJob
 from .runner import enqueue
@@ -32,9 +40,15 @@ INPUT_FILE_FIELDS = ("person_photo", "mask", "openpose_input", "canny_input")
 GARMENT_KINDS = (TryOnJob.Kind.PHOTO, TryOnJob.Kind.MODEL_SHOT)
 
 
-def _invalid(error: InvalidInputError) -> ValidationError:
-    """A pipeline's refusal as a form/API error on the field it names."""
-    return ValidationError({error.argument: [error.message]})
+@contextmanager
+def _refusals(field: str | None = None, *, prefix: str = ""):
+    """A pipeline's refusal (``InvalidInputError``) as a form/API error: on ``field`` when
+    given, else on the field the refusal names, after ``prefix``. The one place intake maps
+    the pipelines' errors to the web's error shape."""
+    try:
+        yield
+    except InvalidInputError as error:
+        raise ValidationError({field or f"{prefix}{error.argument}": [error.message]}) from None
 
 
 class TooManyActiveJobs(Exception):
@@ -99,56 +113,32 @@ def client_key(address: str | None) -> str:
 
 
 def _check_garments(garment: Garment, extra: list[Garment]) -> None:
-    from pipelines.tryon import check_outfit
-
     for item in (garment, *extra):
         if item.analysis_status != Garment.AnalysisStatus.DONE:
             raise ValidationError({"garment": [f"“{item.title}” is not analysed yet; try later"]})
-    try:
+    with _refusals():
         check_outfit([item.category for item in (garment, *extra)])
-    except InvalidInputError as error:
-        raise _invalid(error) from None
 
 
 def _check_model_shot(*, pose: str, scene: str, scene_text: str, model_attributes: dict) -> None:
-    from pipelines.poses import get_preset
-    from pipelines.prompts import build_prompt
-    from pipelines.scenes import resolve_scene
-
-    try:
-        get_preset(pose)
-        resolve_scene(scene, scene_text)
-        build_prompt(category="upper", model=model_attributes)
-    except InvalidInputError as error:
-        raise _invalid(error) from None
+    with _refusals():
+        check_model_shot(
+            pose=pose, scene=scene, scene_text=scene_text, model_attributes=model_attributes
+        )
 
 
 def _check_params(params: dict | None, category: str | None):
     """Validated parameters; ``category`` None: an inpaint's, whose prompt is all free text."""
-    from pipelines.prompts import build_free_prompt, build_prompt
-
-    try:
-        checked = params_from_dict(params or {})
-        # Free text is capped and its weights clamped by the builder: refuse what it refuses.
-        if category is None:
-            build_free_prompt(checked.prompt, checked.negative_prompt)
-        else:
-            build_prompt(
-                category=category, user_text=checked.prompt, user_negative=checked.negative_prompt
-            )
-    except InvalidInputError as error:
-        raise _invalid(error) from None
-    return checked
+    with _refusals():
+        return check_params(params, category)
 
 
 def check_photo_pose(picture: Image.Image, category: str) -> None:
     # The body's keypoints decide; hands, face and silhouette wait for the worker.
     from pipelines.person import check_pose_usable, detect_body
 
-    try:
+    with _refusals("person_photo"):
         check_pose_usable(detect_body(picture.convert("RGB")), category)
-    except InvalidInputError as error:
-        raise ValidationError({"person_photo": [error.message]}) from None
 
 
 def _clean_photo(upload, category: str, *, check_pose: bool) -> ContentFile:
@@ -303,7 +293,6 @@ def inpaint_job_create(
     (its unit's weight is set to 0, so the picture's parameters say so). Raises
     ``ValidationError`` keyed by the offending field; nothing is stored then.
     """
-    from pipelines.inpaint import CANNY_THRESHOLDS, check_control
 
     if owner is None or not owner.is_authenticated:
         raise ValidationError({"owner": ["an inpaint needs a signed-in owner"]})
@@ -320,14 +309,10 @@ def inpaint_job_create(
     for slot, control in controls.items():
         picture = control.get("image")
         thresholds = tuple(control.get("thresholds") or CANNY_THRESHOLDS)
-        try:
+        with _refusals(prefix=f"controlnet.{slot}."):
             check_control(
                 slot, control["module"], has_image=picture is not None, thresholds=thresholds
             )
-        except InvalidInputError as error:
-            raise ValidationError(
-                {f"controlnet.{slot}.{error.argument}": [error.message]}
-            ) from None
         if picture is not None:
             files[f"{slot}_input"] = _clean_picture(picture, f"controlnet.{slot}.image")
         stored_controls[slot] = {"module": control["module"], "thresholds": list(thresholds)}
@@ -377,11 +362,8 @@ def _clean_mask(upload, size: tuple[int, int], *, invert: bool) -> ContentFile:
     from pipelines.inpaint import inpaint_mask
 
     content = _clean_picture(upload, "mask")
-    with Image.open(content) as picture:
-        try:
-            grey = inpaint_mask(picture, size, blur=0)
-        except InvalidInputError as error:
-            raise ValidationError({"mask": [error.message]}) from None
+    with Image.open(content) as picture, _refusals("mask"):
+        grey = inpaint_mask(picture, size, blur=0)
     if invert:
         grey = Image.eval(grey, lambda value: 255 - value)
         if not grey.getbbox():

@@ -148,7 +148,7 @@ class ProgressReporter:
 
 
 def _garment_input(garment: Garment):
-    from pipelines.tryon import GarmentInput
+    from pipelines.request import GarmentInput
     from pipelines.types import GarmentAnalysis
 
     def load(field, mode):
@@ -176,8 +176,8 @@ def _stored_picture(field, mode: str = "RGB"):
 
 def _control_inputs(job: TryOnJob) -> tuple:
     """An inpaint's ControlNet inputs per slot (OpenPose, Canny), None where it gave none."""
-    from pipelines.inpaint import ControlInput
     from pipelines.params import CONTROL_NAMES
+    from pipelines.request import ControlInput
 
     inputs = []
     for slot in CONTROL_NAMES:
@@ -190,7 +190,7 @@ def _control_inputs(job: TryOnJob) -> tuple:
 
 
 def _request(job: TryOnJob):
-    from pipelines.tryon import TryOnRequest
+    from pipelines.request import TryOnRequest
 
     inpaint = job.kind == TryOnJob.Kind.INPAINT
     garments = () if inpaint else (job.garment, *job.extra_garments.all())
@@ -215,8 +215,8 @@ def _request(job: TryOnJob):
 
 
 def runtime_config():
-    """The worker's ``pipelines.generate.RuntimeConfig``, from settings."""
-    from pipelines.generate import RuntimeConfig
+    """The worker's ``pipelines.request.RuntimeConfig``, from settings."""
+    from pipelines.request import RuntimeConfig
 
     return RuntimeConfig(
         device=settings.TRYON_DEVICE,

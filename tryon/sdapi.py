@@ -40,8 +40,8 @@ from rest_framework.response import Response
 from catalog.models import Garment
 from pipelines.errors import InvalidInputError
 from pipelines.infotext import parse_infotext, read_png_infotext
-from pipelines.inpaint import CANNY_THRESHOLDS, control_slot
 from pipelines.params import CONTROL_NAMES
+from pipelines.request import CANNY_THRESHOLDS, control_slot
 
 from . import deletion, intake, selectors
 from .api_errors import ConflictError

@@ -260,7 +260,7 @@ MODELS_DIR = env.path("MODELS_DIR", default=BASE_DIR / "models")
 _models_manifest = env.str("MODELS_MANIFEST", default="")
 MODELS_MANIFEST = Path(_models_manifest).resolve() if _models_manifest else None
 TRYON_ENGINE = env.str("TRYON_ENGINE", default="auto")
-# How the worker runs the models (pipelines.generate.RuntimeConfig): device auto|cpu|cuda[:N],
+# How the worker runs the models (pipelines.request.RuntimeConfig): device auto|cpu|cuda[:N],
 # dtype auto|fp16|bf16|fp32; offload and VAE tiling trade speed for GPU memory.
 TRYON_DEVICE = env.str("TRYON_DEVICE", default="auto")
 TRYON_DTYPE = env.str("TRYON_DTYPE", default="auto")

@@ -14,9 +14,10 @@ from skimage import data
 
 from pipelines.errors import InvalidInputError
 from pipelines.infotext import parse_infotext
-from pipelines.inpaint import ControlInput, control_map, control_slot, inpaint_mask
+from pipelines.inpaint import control_map, inpaint_mask
 from pipelines.params import ControlUnit, GenerationParams
 from pipelines.prompts import BASE_NEGATIVE
+from pipelines.request import ControlInput, control_slot
 from pipelines.tryon import TryOnRequest, run
 
 FAST = {"steps": 2, "width": 128, "height": 128, "seed": 77, "mask_blur": 0}
