@@ -115,22 +115,20 @@ def _warm_up() -> None:
 
 
 def _cmd_preview(args) -> dict:
-    from .canny import canny_map
+    """The instant preview through ``tryon.run``, the path the site's workers take."""
     from .garment import analyze_garment
-    from .person import render_openpose
-    from .preview import preview_tryon, timed
+    from .tryon import GarmentInput, TryOnRequest, run, timed
 
     photo = _load_image(args.person, "person").convert("RGB")
     product = _load_image(args.garment, "garment")
     one_time: dict[str, float] = {}
     timed(one_time, "load", _warm_up)
     garment = timed(one_time, "garment", lambda: analyze_garment(product, args.category))
-    result = preview_tryon(photo, garment)
+    request = TryOnRequest("photo", (GarmentInput(garment),), person_photo=photo, engine="preview")
+    result = run(request, models_dir=Path(args.models))
     out = _out_dir(args)
-    result.tryon.mask.save(out / "mask.png")
-    result.composite.save(out / "composite.png")
-    render_openpose(result.person).save(out / "openpose.png")
-    canny_map(result.warped).save(out / "canny.png")
+    for name in ("mask", "composite", "openpose", "canny"):
+        result.maps[name].save(out / f"{name}.png")
     timings = {**result.timings_ms, **one_time}
     _write_json(out / "run.json", {"timings_ms": timings, "category": args.category})
     return {"out": str(out), "timings_ms": timings}
@@ -364,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--garment", required=True)
     preview.add_argument("--category", "-c", required=True, choices=CATEGORIES)
     preview.add_argument("--out", required=True)
+    preview.add_argument("--models", default="models", help="the models folder (MODELS_DIR)")
     preview.set_defaults(handler=_cmd_preview)
 
     tryon = commands.add_parser("tryon", help="dress a person's photo in a garment")

@@ -299,6 +299,8 @@ def _front(
 
 # A feather wider than this (Gaussian sigma, pixels) is blurred on a smaller copy.
 FEATHER_FULL_SIZE_SIGMA = 4.0
+# Hair is looked for on a copy this many pixels on its long side.
+HAIR_WORK_SIDE = 256
 # Hair is pixels this close (OpenCV 8-bit Lab units) to the colour above the eyes.
 HAIR_COLOUR_TOLERANCE = 20.0
 
@@ -335,13 +337,31 @@ def _hair(shape, person: PersonAnalysis, frame: BodyFrame, lab, old_garment) -> 
     lowest = int(max(frame.r_shoulder[1], frame.l_shoulder[1]) + 1.0 * sw)
     left, right = max(0, int(centre_x - 1.5 * sw)), int(centre_x + 1.5 * sw)
     window = np.s_[y0 : max(y0, lowest), left:right]
-    close = np.linalg.norm(lab[window].astype(np.float32) - colour, axis=2)
-    candidate = ((close < HAIR_COLOUR_TOLERANCE) & body[window]).astype(np.uint8)
+    # Hair is a region: it is found on a copy of at most HAIR_WORK_SIDE pixels.
+    area = lab[window]
+    height, width = area.shape[:2]
+    if height == 0 or width == 0:
+        return none
+    scale = min(1.0, HAIR_WORK_SIDE / max(height, width))
+    small = (max(1, round(width * scale)), max(1, round(height * scale)))
+    reduced = cv2.resize(area, small, interpolation=cv2.INTER_AREA).astype(np.float32)
+    close = np.linalg.norm(reduced - colour, axis=2) < HAIR_COLOUR_TOLERANCE
+    on_body = cv2.resize(body[window].astype(np.uint8), small, interpolation=cv2.INTER_NEAREST)
+    candidate = (close & (on_body > 0)).astype(np.uint8)
     candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     _, labels = cv2.connectedComponents(candidate)
-    seeded = set(np.unique(labels[top[window] & (candidate > 0)])) - {0}
+    seeds = cv2.resize(top[window].astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
+    seeded = set(np.unique(labels[seeds & (candidate > 0)])) - {0}
+    found = np.isin(labels, list(seeded)).astype(np.uint8) * 255
+    # Back at full size, the edge follows the pixels' own colour again.
+    grown = cv2.resize(found, (width, height), interpolation=cv2.INTER_LINEAR) > 64
     hair = np.zeros(shape, bool)
-    hair[window] = np.isin(labels, list(seeded))
+    hair[window] = grown & body[window]
+    if grown.any():
+        ys, xs = np.nonzero(grown)
+        exact = np.linalg.norm(area[ys, xs].astype(np.float32) - colour, axis=1)
+        keep = exact < HAIR_COLOUR_TOLERANCE * 1.25
+        hair[window][ys[~keep], xs[~keep]] = False
     return hair
 
 

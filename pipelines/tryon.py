@@ -18,9 +18,10 @@ garments are worn by a mannequin drawn from the pose, ``pipelines.mannequin``); 
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -36,7 +37,6 @@ from .masks import TryOnMask, covering, tryon_mask
 from .params import CONTROL_NAMES, MAX_SEED, GenerationParams
 from .person import analyze_person, check_pose_usable, person_from_keypoints, render_openpose
 from .poses import CANVAS, get_preset
-from .preview import timed
 from .prompts import build_free_prompt, build_prompt, validate_prompt
 from .request import (
     CancelCheck,
@@ -79,6 +79,18 @@ class _Pass:
     def over(self, picture: Image.Image) -> "_Pass":
         """This pass with its init picture composited over an earlier pass's result."""
         return replace(self, composite=composite(picture, self.warped, self.tryon))
+
+
+T = TypeVar("T")
+
+
+def timed(timings: dict[str, float], stage: str, work: "Callable[[], T]") -> T:
+    """Run ``work`` and add its wall time in milliseconds to ``stage`` in ``timings``."""
+    start = time.perf_counter()
+    result = work()
+    spent = (time.perf_counter() - start) * 1000
+    timings[stage] = round(timings.get(stage, 0.0) + spent, 1)
+    return result
 
 
 def run(
@@ -209,11 +221,7 @@ def _prepare_photo(request, garments, params, timings):
     passes = []
     picture = photo
     for garment in garments:
-        prepared = timed(
-            timings,
-            f"prepare_{garment.category}",
-            lambda g=garment, p=picture: _photo_pass(g, person, photo, p, params),
-        )
+        prepared = _photo_pass(garment, person, photo, picture, params, timings)
         passes.append(prepared)
         picture = prepared.composite
     openpose = timed(timings, "openpose", lambda: render_openpose(person))
@@ -226,16 +234,27 @@ def _photo_pass(
     photo: Image.Image,
     picture: Image.Image,
     params: GenerationParams,
+    timings: dict[str, float],
 ) -> _Pass:
     """A garment's pass over ``picture``, fitted to the ``photo``: the person's own clothes
-    decide what to cover, whatever earlier passes painted."""
-    tryon = tryon_mask(
-        person, photo, garment.category, garment.analysis, mask_blur=params.mask_blur
+    decide what to cover, whatever earlier passes painted. Each stage's time is added to
+    ``timings`` (an outfit's passes add up)."""
+    analysis = garment.analysis
+    tryon = timed(
+        timings,
+        "mask",
+        lambda: tryon_mask(person, photo, garment.category, analysis, mask_blur=params.mask_blur),
     )
-    warped = warp_garment(garment.analysis, person, tryon)
+    warped = timed(timings, "warp", lambda: warp_garment(analysis, person, tryon))
     tryon = covering(tryon, warped)
+    preview = timed(timings, "composite", lambda: composite(picture, warped, tryon))
     return _Pass(
-        garment, tryon, warped, tryon.mask, composite(picture, warped, tryon), canny_map(warped)
+        garment,
+        tryon,
+        warped,
+        tryon.mask,
+        preview,
+        timed(timings, "canny", lambda: canny_map(warped)),
     )
 
 

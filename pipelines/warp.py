@@ -71,6 +71,8 @@ LEG_HALF_WIDTH_DEFAULT = 0.2
 CROTCH_BELOW_HIPS = 0.3
 # How much darker a sleeve's or the torso's sides are than their middle (the body is round).
 FORM_SHADING = 0.22
+# A blur wider than this (sigma, pixels) runs on a smaller copy.
+WIDE_BLUR_SIGMA = 4.0
 # Shading is estimated on a copy this many pixels on its long side.
 SHADING_WORK_SIDE = 256
 # Added to the photo's lightness (OpenCV 8-bit Lab) before taking ratios.
@@ -202,9 +204,15 @@ def _warp_along(
     the polyline as long as the part will be on the body. A photo pixel at arc length ``s`` and
     offset ``o`` from the polyline reads the garment at the same fraction of the axis and of the
     half-width. Only a tube around the polyline is kept, from ``lead`` pixels before the joint.
+    Returns the premultiplied float RGBA of the part of ``box`` around the limb, and that part
+    (x, y, width, height); None when the limb lies outside ``box``.
     """
     root, end = (np.asarray(point, float) for point in garment_axis)
     polyline, body_half, root_half = body
+    # Only the limb's own surroundings are worth computing.
+    box = _around(polyline, body_half + lead + 2, box)
+    if box is None:
+        return None
     garment_length = max(float(np.hypot(*(end - root))), 1e-6)
     body_length = sum(float(np.hypot(*(b - a))) for a, b in pairwise(polyline))
     direction = (end - root) / garment_length
@@ -233,7 +241,19 @@ def _warp_along(
     form = 1.0 - FORM_SHADING * np.clip(distance / max(body_half, 1e-6), 0, 1) ** 2
     warped[:, :, :3] *= (inside * form)[:, :, None]
     warped[:, :, 3] *= inside
-    return warped
+    return warped, box
+
+
+def _around(points, margin: float, box):
+    """The part of ``box`` within ``margin`` pixels of the points' bounding box, or None."""
+    xs, ys = [point[0] for point in points], [point[1] for point in points]
+    left = max(box[0], int(min(xs) - margin))
+    top = max(box[1], int(min(ys) - margin))
+    right = min(box[0] + box[2], int(max(xs) + margin) + 1)
+    bottom = min(box[1] + box[3], int(max(ys) + margin) + 1)
+    if right <= left or bottom <= top:
+        return None
+    return (left, top, right - left, bottom - top)
 
 
 # --- the garment's parts -------------------------------------------------------------------------
@@ -480,15 +500,17 @@ def warp_garment(garment: GarmentAnalysis, person: PersonAnalysis, tryon: TryOnM
     for side in ("r", "l"):
         if parts.get(side) is not None and parts[side].any():
             sizes = (on_photo, reference)
-            warped = _warp_limb_part(cutout, parts[side], marks, side, person, tryon, sizes, box)
-            if warped is not None:
-                layered = _over(warped, layered)
+            placed = _warp_limb_part(cutout, parts[side], marks, side, person, tryon, sizes, box)
+            if placed is not None:
+                piece, (x, y, width, height) = placed
+                window = np.s_[y - box[1] : y - box[1] + height, x - box[0] : x - box[0] + width]
+                layered[window] = _over(piece, layered[window])
     return _finished(layered, person, tryon, box)
 
 
 def _warp_limb_part(cutout, part, marks, side, person, tryon: TryOnMask, sizes, box):
-    """A sleeve or trouser leg laid along its limb (premultiplied float RGBA over ``box``), or
-    None when the part has no axis. ``sizes`` is the garment's reference width on the photo and
+    """A sleeve or trouser leg laid along its limb (see ``_warp_along``), or None when the part
+    has no axis or lies outside ``box``. ``sizes`` is the garment's reference width on the photo and
     in the working copy's pixels."""
     frame, fit = tryon.frame, tryon.fit
     lower = fit.category == "lower"
@@ -595,8 +617,8 @@ def _shading(picture: np.ndarray, old_garment: np.ndarray, sw: float) -> np.ndar
     def smooth(sigma: float) -> np.ndarray:
         # Normalised convolution: holes in the old garment (a badge, a patch, a collar that is
         # not the garment) are filled from the cloth around them, not with one flat value.
-        total = cv2.GaussianBlur(luminance * weight, (0, 0), sigma)
-        count = cv2.GaussianBlur(weight, (0, 0), sigma)
+        total = _blur(luminance * weight, sigma)
+        count = _blur(weight, sigma)
         return np.where(count > 1e-3, total / np.maximum(count, 1e-3), typical)
 
     medium = smooth(0.2 * sw_small)
@@ -610,6 +632,18 @@ def _shading(picture: np.ndarray, old_garment: np.ndarray, sw: float) -> np.ndar
     field = folds * light
     shading = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
     return shading[:, :, None]
+
+
+def _blur(values: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur; a wide one on a smaller copy (it is smooth: a fraction of the cost)."""
+    if sigma <= WIDE_BLUR_SIGMA:
+        return cv2.GaussianBlur(values, (0, 0), sigma)
+    height, width = values.shape[:2]
+    factor = sigma / WIDE_BLUR_SIGMA
+    small = (max(1, round(width / factor)), max(1, round(height / factor)))
+    reduced = cv2.resize(values, small, interpolation=cv2.INTER_AREA)
+    blurred = cv2.GaussianBlur(reduced, (0, 0), WIDE_BLUR_SIGMA)
+    return cv2.resize(blurred, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def composite(picture: Image.Image, warped: Image.Image, tryon: TryOnMask) -> Image.Image:

@@ -97,7 +97,7 @@ def test_the_web_process_never_imports_torch(tmp_path):
         "from django.core.management import call_command\n"
         "from django.test import Client\n"
         "call_command('migrate', verbosity=0)\n"
-        "import catalog.tasks, pipelines.garment, pipelines.person, pipelines.preview\n"
+        "import catalog.tasks, pipelines.garment, pipelines.person, pipelines.warp\n"
         "import tryon.intake, tryon.runner, tryon.review, tryon.deletion, tryon.housekeeping, "
         "tryon.tasks, tryon.admin, pipelines.tryon, pipelines.scenes\n"
         "client = Client()\n"
