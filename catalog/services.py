@@ -8,10 +8,10 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from pipelines.errors import PipelineError
-from pipelines.garment import MAX_COVERAGE, MIN_COVERAGE, WORK_SIDE, garment_landmarks
+from pipelines.errors import InvalidInputError, PipelineError
+from pipelines.garment import check_mask_coverage
 from tryon.storage import delete_files_on_commit, png_file
 
 from .models import Garment
@@ -163,14 +163,16 @@ def _record_analysis(garment_id: int, image_name: str, analysis) -> Garment | No
         garment.cutout = png_file(analysis.cutout, "cutout")
         garment.mask = png_file(analysis.mask, "mask")
         garment.canny = png_file(analysis.canny, "canny")
-        garment.landmarks = {
-            name: [round(x, 1), round(y, 1)] for name, (x, y) in analysis.landmarks.items()
-        }
+        garment.landmarks = _stored_landmarks(analysis)
         garment.analysis_status = Garment.AnalysisStatus.DONE
         garment.analysis_message = ""
         garment.save()
         delete_files_on_commit(old_files)
     return garment
+
+
+def _stored_landmarks(analysis) -> dict[str, list[float]]:
+    return {name: [round(x, 1), round(y, 1)] for name, (x, y) in analysis.landmarks.items()}
 
 
 # --- the merchant's painted mask -----------------------------------------------------------------
@@ -210,22 +212,6 @@ def _decode_mask(mask_png: bytes, size: tuple[int, int]) -> np.ndarray:
     return (grey_alpha[..., 0] >= 128) & (grey_alpha[..., 1] >= 128)
 
 
-def _check_mask_coverage(mask: np.ndarray) -> None:
-    coverage = float(mask.mean())
-    if coverage < MIN_COVERAGE:
-        raise ValidationError(
-            {"mask": ["The mask is empty: paint over the whole garment with the brush."]}
-        )
-    if coverage > MAX_COVERAGE:
-        raise ValidationError(
-            {
-                "mask": [
-                    "The mask covers the whole picture: erase the background around the garment."
-                ]
-            }
-        )
-
-
 def garment_mask_update(*, garment: Garment, mask_png: bytes) -> Garment:
     """Replace the garment's mask by one the merchant painted, and queue the recomputation of
     its cut-out, Canny map and landmarks from it.
@@ -243,7 +229,10 @@ def garment_mask_update(*, garment: Garment, mask_png: bytes) -> Garment:
     with garment.image.open("rb") as stored, Image.open(stored) as picture:
         size = picture.size
     mask = _decode_mask(mask_png, size)
-    _check_mask_coverage(mask)
+    try:
+        check_mask_coverage(mask)
+    except InvalidInputError as error:
+        raise ValidationError({"mask": [error.message]}) from None
     old_mask = garment.mask if garment.mask else None
     with transaction.atomic():
         garment.mask = png_file(Image.fromarray(mask.astype(np.uint8) * 255, "L"), "mask")
@@ -257,33 +246,11 @@ def garment_mask_update(*, garment: Garment, mask_png: bytes) -> Garment:
     return garment
 
 
-def _cutout_from_mask(rgb: Image.Image, mask: Image.Image) -> Image.Image:
-    """The product image with the mask as alpha, its outermost pixel feathered (never grown),
-    as the analysis cuts out."""
-    soft = mask.filter(ImageFilter.GaussianBlur(0.8))
-    alpha = Image.fromarray(np.minimum(np.asarray(mask), np.asarray(soft)), "L")
-    cutout = rgb.convert("RGBA")
-    cutout.putalpha(alpha)
-    return cutout
-
-
-def _mask_landmarks(mask: Image.Image, category: str) -> dict[str, list[float]]:
-    """``garment_landmarks`` read at the analysis's working size, in full-size pixels."""
-    scale = min(1.0, WORK_SIDE / max(mask.size))
-    small_size = (max(1, round(mask.width * scale)), max(1, round(mask.height * scale)))
-    small = np.asarray(mask.resize(small_size, Image.BOX)) >= 128
-    scale_x, scale_y = mask.width / small_size[0], mask.height / small_size[1]
-    return {
-        name: [round((x + 0.5) * scale_x - 0.5, 1), round((y + 0.5) * scale_y - 0.5, 1)]
-        for name, (x, y) in garment_landmarks(small, category).items()
-    }
-
-
 def garment_mask_apply(*, garment_id: int, mask_name: str) -> Garment | None:
     """Recompute the cut-out, Canny map and landmarks from the garment's (painted) mask
     (worker side), replacing the old files. A mask replaced meanwhile is left to its own task.
     """
-    from pipelines.canny import canny_map
+    from pipelines.garment import garment_from_mask
 
     garment = Garment.objects.filter(pk=garment_id, mask=mask_name).first()
     if garment is None:
@@ -294,9 +261,7 @@ def garment_mask_apply(*, garment_id: int, mask_name: str) -> Garment | None:
             rgb = picture.convert("RGB")
         with garment.mask.open("rb") as stored, Image.open(stored) as painted:
             mask = painted.convert("L")
-        cutout = _cutout_from_mask(rgb, mask)
-        canny = canny_map(cutout)
-        landmarks = _mask_landmarks(mask, garment.category)
+        analysis = garment_from_mask(rgb, mask, garment.category)
     except Exception:
         logger.exception("garment %s: applying the painted mask failed", garment_id)
         return _record_failure(
@@ -309,9 +274,9 @@ def garment_mask_apply(*, garment_id: int, mask_name: str) -> Garment | None:
         if garment is None or garment.image.name != image_name or garment.mask.name != mask_name:
             return garment
         old_files = [f for f in (garment.cutout, garment.canny) if f]
-        garment.cutout = png_file(cutout, "cutout")
-        garment.canny = png_file(canny, "canny")
-        garment.landmarks = landmarks
+        garment.cutout = png_file(analysis.cutout, "cutout")
+        garment.canny = png_file(analysis.canny, "canny")
+        garment.landmarks = _stored_landmarks(analysis)
         garment.analysis_status = Garment.AnalysisStatus.DONE
         garment.analysis_message = ""
         garment.save()

@@ -94,13 +94,49 @@ def analyze_garment(
         mask, method = _segment(small, rgb, background, sam_predictor)
     _check_coverage(mask)
     _check_category_fit(mask, category)
-    full = _upscale(mask, image.size)
+    return _analysis(rgb, mask, _upscale(mask, image.size), category, method)
+
+
+def garment_from_mask(image: Image.Image, mask: Image.Image, category: str) -> GarmentAnalysis:
+    """The analysis of a product shot from a mask someone painted (255 = garment, the shot's
+    size): the same cut-out, Canny map and landmarks ``analyze_garment`` makes from its own.
+
+    Raises ``InvalidInputError`` naming "mask" for a mask of another size or one that is empty
+    or covers everything (``check_mask_coverage``).
+    """
+    if mask.size != image.size:
+        raise InvalidInputError(
+            "mask", f"must have the product image's size {image.width}×{image.height}"
+        )
+    full = np.where(np.asarray(mask.convert("L")) >= 128, 255, 0).astype(np.uint8)
+    check_mask_coverage(full > 0)
+    small = _resize_mask(full > 0, _downscale(full).shape[1::-1])
+    return _analysis(np.asarray(image.convert("RGB")), small, full, category, "painted")
+
+
+def check_mask_coverage(mask: np.ndarray) -> None:
+    """Refuse a painted mask (bool, True = garment) that is empty or covers everything."""
+    coverage = float(mask.mean())
+    if coverage < MIN_COVERAGE:
+        raise InvalidInputError(
+            "mask", "The mask is empty: paint over the whole garment with the brush."
+        )
+    if coverage > MAX_COVERAGE:
+        raise InvalidInputError(
+            "mask", "The mask covers the whole picture: erase the background around the garment."
+        )
+
+
+def _analysis(rgb: np.ndarray, small: np.ndarray, full: np.ndarray, category: str, method: str):
+    """Cut-out, Canny map and landmarks from a mask at the working size (``small``, bool) and
+    at the shot's size (``full``, 0/255). Landmarks are read at the working size (fast for any
+    picture size), then scaled."""
     cutout = _cutout(rgb, full)
-    # Landmarks are read at the working size (fast for any picture size), then scaled.
-    scale_x, scale_y = image.width / mask.shape[1], image.height / mask.shape[0]
+    height, width = full.shape
+    scale_x, scale_y = width / small.shape[1], height / small.shape[0]
     landmarks = {
         name: ((x + 0.5) * scale_x - 0.5, (y + 0.5) * scale_y - 0.5)
-        for name, (x, y) in garment_landmarks(mask, category).items()
+        for name, (x, y) in garment_landmarks(small, category).items()
     }
     return GarmentAnalysis(
         category=category,

@@ -72,4 +72,4 @@ class GarmentAnalysis:
     mask: Image.Image  # L, 255 = garment
     canny: Image.Image  # RGB Canny map of the cut-out, the product shot's size
     landmarks: dict[str, tuple[float, float]] = field(default_factory=dict)
-    method: str = "classical"  # "sam" or "classical"
+    method: str = "classical"  # "sam", "classical", or "painted" (a merchant's own mask)

@@ -456,3 +456,36 @@ def test_find_sam_checkpoint(tmp_path):
     assert find_sam_checkpoint(tmp_path) == sams / "sam_vit_b_01ec64.pth"
     (sams / "sam_vit_h_4b8939.pth").write_bytes(b"")
     assert find_sam_checkpoint(tmp_path) == sams / "sam_vit_h_4b8939.pth"
+
+
+def test_a_painted_mask_gives_the_same_kind_of_analysis_as_the_automatic_one():
+    from pipelines.garment import garment_from_mask
+
+    shot = draw_product_shot("tshirt", size=(384, 512))
+    automatic = analyze_garment(shot.image, "upper")
+    painted = garment_from_mask(shot.image, shot.mask, "upper")
+    assert painted.method == "painted" and painted.cutout.size == shot.image.size
+    assert set(painted.landmarks) == set(automatic.landmarks)
+    for name, (x, y) in painted.landmarks.items():
+        ax, ay = automatic.landmarks[name]
+        assert abs(x - ax) < 8 and abs(y - ay) < 8, name
+    alpha = np.asarray(painted.cutout.getchannel("A")) > 127
+    assert (alpha == (np.asarray(shot.mask) > 127)).mean() > 0.995
+    assert np.asarray(painted.canny).any()
+
+
+@pytest.mark.parametrize(
+    ("mask", "message"),
+    [
+        (lambda size: Image.new("L", size, 0), "The mask is empty"),
+        (lambda size: Image.new("L", size, 255), "covers the whole picture"),
+        (lambda size: Image.new("L", (size[0] // 2, size[1]), 255), "product image's size"),
+    ],
+)
+def test_a_painted_mask_that_shows_no_garment_is_refused_naming_the_mask(mask, message):
+    from pipelines.garment import garment_from_mask
+
+    shot = draw_product_shot("tshirt", size=(384, 512))
+    with pytest.raises(InvalidInputError, match=message) as raised:
+        garment_from_mask(shot.image, mask(shot.image.size), "upper")
+    assert raised.value.argument == "mask"
