@@ -292,7 +292,10 @@ def _top_parts(alpha: np.ndarray, marks) -> dict[str, np.ndarray]:
     for side in ("r", "l"):
         if f"{side}_sleeve_end" not in marks or f"{side}_hem" not in marks:
             continue
-        edge = (marks[f"{side}_hem"][0] + marks[f"{side}_shoulder"][0]) / 2
+        # The torso's side is the outer of the shoulder seam's end and the hem's corner: a
+        # strip of the torso left on the sleeve would pull the sleeve's axis down its side.
+        shoulder_x, hem_x = marks[f"{side}_shoulder"][0], marks[f"{side}_hem"][0]
+        edge = min(shoulder_x, hem_x) if side == "r" else max(shoulder_x, hem_x)
         sleeve = alpha & ((xs < edge) if side == "r" else (xs > edge))
         parts[side] = sleeve
         panel &= ~sleeve
