@@ -444,7 +444,12 @@ def tryon_mask(
         # Without a silhouette (a pose preset) there is no body to bound a colour search.
         old = np.zeros(shape, bool)
     protected = _protected(shape, person, frame)
-    lab = cv2.cvtColor(np.asarray(photo.convert("RGB")), cv2.COLOR_RGB2LAB)
+    # Skin and hair are read from a photo's colours; a pose preset's canvas has neither.
+    lab = (
+        cv2.cvtColor(np.asarray(photo.convert("RGB")), cv2.COLOR_RGB2LAB)
+        if person.silhouette is not None
+        else None
+    )
     front, bare = _front(shape, person, frame, fit, lab, protected)
     hair = _hair(shape, person, frame, lab, old)
     front[hair] = 255
