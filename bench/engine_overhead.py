@@ -43,7 +43,8 @@ from pipelines.generate import (
     select_models,
 )
 from pipelines.params import GenerationParams
-from pipelines.prompts import build_prompt, encode_prompt_pair, parse_prompt
+from pipelines.prompt_encoding import encode_prompt_pair
+from pipelines.prompts import build_prompt, parse_prompt
 from pipelines.samplers import make_scheduler
 from pipelines.tiny import make_tiny
 

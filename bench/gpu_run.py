@@ -139,7 +139,8 @@ def main() -> None:
         select_models,
     )
     from pipelines.params import GenerationParams
-    from pipelines.prompts import encode_prompt_pair, parse_prompt
+    from pipelines.prompt_encoding import encode_prompt_pair
+    from pipelines.prompts import parse_prompt
     from pipelines.samplers import make_scheduler
 
     torch.set_grad_enabled(False)

@@ -22,8 +22,8 @@ django.setup()
 from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from common.uploads import clean_image_upload  # noqa: E402
 from pipelines.samples import draw_product_shot  # noqa: E402
-from tryon.uploads import clean_image_upload  # noqa: E402
 
 REPEATS = 7
 

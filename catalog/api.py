@@ -9,8 +9,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, viewsets
 
-from tryon.api_errors import errors
-from tryon.uploads import clean_image_upload
+from common.api_errors import errors
+from common.roles import is_merchant
+from common.uploads import clean_image_upload
 
 from . import selectors, services
 from .models import Garment
@@ -57,7 +58,7 @@ class IsMerchantOrReadOnly(permissions.BasePermission):
     def has_permission(self, request, view):
         if request.method in permissions.SAFE_METHODS:
             return True
-        return request.user.is_authenticated and selectors.is_merchant(request.user)
+        return request.user.is_authenticated and is_merchant(request.user)
 
 
 @extend_schema_view(

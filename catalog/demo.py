@@ -11,11 +11,11 @@ from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from common.roles import MERCHANTS_GROUP
 from pipelines.samples import DEMO_LOOKS, DemoLook, draw_product_shot
 
 from . import services
 from .models import Garment
-from .selectors import MERCHANTS_GROUP
 
 DEMO_MERCHANT = "demo-merchant"
 DEMO_STAFF = "demo-staff"

@@ -1,13 +1,11 @@
 """The garment catalog."""
 
-import uuid
-
 from django.conf import settings
 from django.core.validators import MaxLengthValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
-from django.utils.deconstruct import deconstructible
 
+from common.storage import RandomName
 from pipelines.prompts import DESCRIPTION_PROMPT_WORDS
 
 # Room for a product page's text; everything that writes a description (the API, the merchant's
@@ -15,21 +13,6 @@ from pipelines.prompts import DESCRIPTION_PROMPT_WORDS
 # only cannot be saved through those again until the description is shortened. Only the first
 # DESCRIPTION_PROMPT_WORDS words ever reach a prompt.
 DESCRIPTION_MAX = 5000
-
-
-@deconstructible
-class RandomName:
-    """An ``upload_to`` that keeps the extension and replaces the client's file name by a UUID."""
-
-    def __init__(self, folder: str):
-        self.folder = folder
-
-    def __call__(self, instance, filename: str) -> str:
-        extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
-        return f"{self.folder}/{uuid.uuid4().hex}.{extension}"
-
-    def __eq__(self, other):
-        return isinstance(other, RandomName) and other.folder == self.folder
 
 
 class Garment(models.Model):

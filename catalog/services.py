@@ -10,9 +10,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from PIL import Image, UnidentifiedImageError
 
-from pipelines.errors import InvalidInputError, PipelineError
+from common.forms import refusals_as_errors
+from common.storage import delete_files_on_commit, png_file
+from pipelines.errors import PipelineError
 from pipelines.garment import check_mask_coverage
-from tryon.storage import delete_files_on_commit, png_file
 
 from .models import Garment
 from .selectors import analysis_in_progress
@@ -154,15 +155,24 @@ def _record_failure(garment_id: int, image_name: str, message: str) -> Garment |
     return Garment.objects.filter(pk=garment_id).first()
 
 
-def _record_analysis(garment_id: int, image_name: str, analysis) -> Garment | None:
+def _record_analysis(
+    garment_id: int, image_name: str, analysis, *, painted_mask: str | None = None
+) -> Garment | None:
+    """Store ``analysis`` on the garment, replacing the old files, unless the garment changed
+    while the worker ran: deleted, given a new picture or, for a ``painted_mask``, painted again.
+    A painted mask is the merchant's own: it stays, and only what is made from it is replaced.
+    """
+    made_from_mask = painted_mask is not None
+    replaced = ("cutout", "canny") if made_from_mask else ANALYSIS_FILE_FIELDS
     with transaction.atomic():
         garment = Garment.objects.select_for_update().filter(pk=garment_id).first()
         if garment is None or garment.image.name != image_name:
             return garment  # deleted or given a new picture while we worked
-        old_files = [getattr(garment, f) for f in ANALYSIS_FILE_FIELDS if getattr(garment, f)]
-        garment.cutout = png_file(analysis.cutout, "cutout")
-        garment.mask = png_file(analysis.mask, "mask")
-        garment.canny = png_file(analysis.canny, "canny")
+        if made_from_mask and garment.mask.name != painted_mask:
+            return garment
+        old_files = [getattr(garment, f) for f in replaced if getattr(garment, f)]
+        for field in replaced:
+            setattr(garment, field, png_file(getattr(analysis, field), field))
         garment.landmarks = _stored_landmarks(analysis)
         garment.analysis_status = Garment.AnalysisStatus.DONE
         garment.analysis_message = ""
@@ -229,10 +239,8 @@ def garment_mask_update(*, garment: Garment, mask_png: bytes) -> Garment:
     with garment.image.open("rb") as stored, Image.open(stored) as picture:
         size = picture.size
     mask = _decode_mask(mask_png, size)
-    try:
+    with refusals_as_errors("mask"):
         check_mask_coverage(mask)
-    except InvalidInputError as error:
-        raise ValidationError({"mask": [error.message]}) from None
     old_mask = garment.mask if garment.mask else None
     with transaction.atomic():
         garment.mask = png_file(Image.fromarray(mask.astype(np.uint8) * 255, "L"), "mask")
@@ -269,16 +277,4 @@ def garment_mask_apply(*, garment_id: int, mask_name: str) -> Garment | None:
             image_name,
             "Your mask could not be applied; paint it again or try “re-analyse” later.",
         )
-    with transaction.atomic():
-        garment = Garment.objects.select_for_update().filter(pk=garment_id).first()
-        if garment is None or garment.image.name != image_name or garment.mask.name != mask_name:
-            return garment
-        old_files = [f for f in (garment.cutout, garment.canny) if f]
-        garment.cutout = png_file(analysis.cutout, "cutout")
-        garment.canny = png_file(analysis.canny, "canny")
-        garment.landmarks = _stored_landmarks(analysis)
-        garment.analysis_status = Garment.AnalysisStatus.DONE
-        garment.analysis_message = ""
-        garment.save()
-        delete_files_on_commit(old_files)
-    return garment
+    return _record_analysis(garment_id, image_name, analysis, painted_mask=mask_name)

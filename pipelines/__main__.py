@@ -36,7 +36,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .engines import find_weights
 from .errors import InvalidInputError, PipelineError
-from .registry import check_safe_loading_environment
+from .loading import check_safe_loading_environment
 from .types import CATEGORIES
 
 
@@ -117,7 +117,8 @@ def _warm_up() -> None:
 def _cmd_preview(args) -> dict:
     """The instant preview through ``tryon.run``, the path the site's workers take."""
     from .garment import analyze_garment
-    from .tryon import GarmentInput, TryOnRequest, run, timed
+    from .plan import timed
+    from .tryon import GarmentInput, TryOnRequest, run
 
     photo = _load_image(args.person, "person").convert("RGB")
     product = _load_image(args.garment, "garment")

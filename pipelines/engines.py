@@ -15,8 +15,6 @@ FETCH_HINT = (
     "install them with `python manage.py fetch_models` (needs internet) or copy them there; "
     "see models/README.md"
 )
-# The model kinds, named after ComfyUI's folders (the WebUI's names are accepted as well).
-MODEL_FOLDERS = MODEL_KINDS
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ def find_weights(models_dir: Path) -> InstalledWeights:
     ``VAE/``) both count; names are paths below the folder, with the file suffix.
     """
     models_dir = Path(models_dir)
-    by_folder: dict[str, list[str]] = {kind: [] for kind in MODEL_FOLDERS}
+    by_folder: dict[str, list[str]] = {kind: [] for kind in MODEL_KINDS}
     for entry in scan_models(models_dir):
         by_folder[entry.kind].append(entry.filename)
     return InstalledWeights(

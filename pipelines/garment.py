@@ -24,8 +24,8 @@ from PIL import Image
 
 from .canny import canny_map
 from .errors import InvalidInputError, ModelNotFoundError
+from .loading import load_state_dict
 from .pictures import check_picture_size
-from .registry import load_state_dict
 from .types import CATEGORIES, GarmentAnalysis
 
 if TYPE_CHECKING:
@@ -684,7 +684,7 @@ def load_sam_predictor(
             f"{checkpoint.name}: say vit_b, vit_l or vit_h (in the file name or as model_type), "
             f"not {model_type!r}",
         )
-    # The registry's loader: safetensors, or pickles with weights_only=True, nothing else.
+    # The safe loader: safetensors, or pickles with weights_only=True, nothing else.
     state = load_state_dict(checkpoint, models_dir=models_dir, manifest=manifest)
     from segment_anything import SamPredictor, sam_model_registry
 

@@ -29,21 +29,11 @@ from PIL import Image
 
 from .engines import FETCH_HINT
 from .errors import GenerationCancelled, GenerationError, InvalidInputError, ModelNotFoundError
+from .loading import load_pipeline, load_state_dict
 from .params import CONTROL_MODES, CONTROL_NAMES, GenerationParams
-from .prompts import (
-    check_prompt_characters,
-    check_prompt_length,
-    encode_prompt_pair,
-    parse_prompt,
-)
-from .registry import (
-    ModelEntry,
-    load_pipeline,
-    load_state_dict,
-    model_hash,
-    resolve_model,
-    scan_models,
-)
+from .prompt_encoding import check_prompt_length, encode_prompt_pair
+from .prompts import check_prompt_characters, parse_prompt
+from .registry import ModelEntry, model_hash, resolve_model, scan_models
 from .request import RuntimeConfig
 from .samplers import make_scheduler
 

@@ -4,7 +4,7 @@ OpenCV's ``remap``, which MediaPipe runs on every photo, asserts that both sides
 ``SHRT_MAX`` (32767); a failed assertion inside MediaPipe's graph aborts the whole process (a
 C++ exception nobody catches), so a 12 KB PNG of 32768×128 white pixels killed the web process
 and the workers. Every stage that hands a picture to OpenCV or MediaPipe checks it here first,
-and the site refuses such uploads before that (``tryon.uploads``); this is the last line.
+and the site refuses such uploads before that (``common.uploads``); this is the last line.
 
 The aspect limit is for the same code: the OpenPose map is drawn with its short side at 512
 pixels (``person.render_openpose``), so a picture 32 times longer than wide makes a canvas of

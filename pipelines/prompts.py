@@ -1,9 +1,10 @@
-"""Prompts as the AUTOMATIC1111 WebUI reads them, their CLIP embeddings, and the prompt builder.
+"""Prompts as the AUTOMATIC1111 WebUI reads them, their limits, and the prompt builder.
 
 The grammar is the WebUI's (``modules/prompt_parser.py``, ``modules/extra_networks.py``,
 ``modules/sd_hijack_clip.py``): ``(x)`` ×1.1, ``[x]`` ÷1.1, ``(x:1.5)``, backslash escapes,
-``BREAK``, ``<lora:name:weight>``, 75-token windows with comma back-tracking, and weighted
-embeddings whose mean is restored. A prompt written for the WebUI means the same thing here.
+``BREAK``, ``<lora:name:weight>``, and 75-token windows with comma back-tracking. A prompt written
+for the WebUI means the same thing here; its weighted CLIP embeddings are
+``pipelines.prompt_encoding``'s.
 
 Where the WebUI would crash or silently misbehave (a weight that is not a number, a weight so large
 it overflows), the parser never raises: it keeps going and lists the problem in
@@ -14,8 +15,8 @@ Unlike the WebUI, a prompt is encoded only up to ``MAX_PROMPT_WINDOWS`` windows
 people and from the database reaches a prompt on one line (``pipelines.text.one_line``), and a
 garment's description only with its first ``DESCRIPTION_PROMPT_WORDS`` words.
 
-torch is imported inside the functions that encode, so the web process can parse and build prompts
-without it.
+Nothing here needs a tokenizer or torch (``token_windows`` is given the tokenizing function), so
+the web process parses, checks and builds prompts without them.
 """
 
 import itertools
@@ -344,7 +345,7 @@ def token_windows(
         # Fewer tokens than the cap, spread over more windows by BREAKs or comma back-tracking.
         raise InvalidInputError(field, _too_long(count, len(windows)))
     pad = eos_id if pad_id is None else pad_id
-    return [_frame(window, bos_id, eos_id, pad) for window in windows]
+    return [frame_window(window, bos_id, eos_id, pad) for window in windows]
 
 
 def check_prompt_characters(length: int, *, field: str = "prompt") -> None:
@@ -367,136 +368,10 @@ def _too_long(tokens: int, windows: int | None = None) -> str:
     )
 
 
-def _frame(window: Window, bos_id: int, eos_id: int, pad_id: int) -> Window:
+def frame_window(window: Window, bos_id: int, eos_id: int, pad_id: int) -> Window:
+    """``window``'s tokens as CLIP reads them: BOS, the tokens, EOS, then padding to 77 pairs."""
     padding = [(pad_id, 1.0)] * (CHUNK_LENGTH - len(window))
     return [(bos_id, 1.0), *window, (eos_id, 1.0), *padding]
-
-
-# --- embeddings ----------------------------------------------------------------------------------
-
-
-def encode_prompt(
-    parsed: ParsedPrompt,
-    tokenizer: Any,
-    text_encoder: Any,
-    *,
-    clip_skip: int = 1,
-    min_windows: int = 1,
-    field: str = "prompt",
-) -> Any:
-    """The prompt's weighted CLIP embedding, a tensor of shape (1, 77 × windows, hidden).
-
-    Each window is encoded by ``text_encoder`` (a transformers ``CLIPTextModel``), its token
-    embeddings multiplied by their weights and rescaled so the window's mean is what it was
-    unweighted, as the WebUI's "Original" emphasis does. ``clip_skip`` > 1 takes that many layers
-    from the end and applies the final layer norm. Empty windows are appended up to
-    ``min_windows``, as the WebUI pads the shorter of cond and uncond. A prompt over the token
-    cap is refused naming ``field`` before anything is encoded (see ``token_windows``).
-    """
-    _check_clip_skip(clip_skip, text_encoder)
-    if min_windows < 1:
-        raise InvalidInputError("min_windows", f"must be at least 1, got {min_windows}")
-    windows = tokenizer_windows(parsed, tokenizer, field=field)
-    windows += [_empty_window(tokenizer)] * (min_windows - len(windows))
-    return _encode_windows(windows, text_encoder, clip_skip)
-
-
-def encode_prompt_pair(
-    positive: ParsedPrompt,
-    negative: ParsedPrompt,
-    tokenizer: Any,
-    text_encoder: Any,
-    *,
-    clip_skip: int = 1,
-) -> tuple[Any, Any]:
-    """(cond, uncond) embeddings with the same number of windows, as diffusers needs them.
-
-    Both prompts are cut into windows, and refused over the token cap (naming "prompt" or
-    "negative_prompt"), before either is encoded.
-    """
-    _check_clip_skip(clip_skip, text_encoder)
-    cond_windows = tokenizer_windows(positive, tokenizer, field="prompt")
-    uncond_windows = tokenizer_windows(negative, tokenizer, field="negative_prompt")
-    count = max(len(cond_windows), len(uncond_windows))
-    empty = _empty_window(tokenizer)
-    return tuple(
-        _encode_windows(windows + [empty] * (count - len(windows)), text_encoder, clip_skip)
-        for windows in (cond_windows, uncond_windows)
-    )
-
-
-def tokenizer_windows(
-    parsed: ParsedPrompt, tokenizer: Any, *, field: str = "prompt"
-) -> list[Window]:
-    """``token_windows`` with the ids and tokenization of a transformers ``CLIPTokenizer``."""
-
-    def tokenize(texts: list[str]) -> list[list[int]]:
-        # Long texts are the point here; the "longer than 77" warning is noise.
-        encoded = tokenizer(texts, truncation=False, add_special_tokens=False, verbose=False)
-        return encoded["input_ids"]
-
-    return token_windows(parsed, tokenize, field=field, **_special_ids(tokenizer))
-
-
-def check_prompt_length(text: str, tokenizer: Any, *, field: str = "prompt") -> int:
-    """How many CLIP windows ``text`` takes; over the cap, ``InvalidInputError(field, …)``.
-
-    Cheap whatever ``text`` is: over ``MAX_PROMPT_CHARS`` characters it is refused by its length
-    before it is parsed or tokenized, so a worker never spends longer on a prompt than on
-    tokenizing that many characters.
-    """
-    check_prompt_characters(len(text), field=field)
-    return len(tokenizer_windows(parse_prompt(text), tokenizer, field=field))
-
-
-def _special_ids(tokenizer: Any) -> dict[str, Any]:
-    pad = tokenizer.pad_token_id
-    return {
-        "bos_id": tokenizer.bos_token_id,
-        "eos_id": tokenizer.eos_token_id,
-        "pad_id": tokenizer.eos_token_id if pad is None else pad,
-        "comma_id": tokenizer.get_vocab().get(",</w>"),
-    }
-
-
-def _empty_window(tokenizer: Any) -> Window:
-    ids = _special_ids(tokenizer)
-    return _frame([], ids["bos_id"], ids["eos_id"], ids["pad_id"])
-
-
-def _check_clip_skip(clip_skip: int, text_encoder: Any) -> None:
-    layers = text_encoder.config.num_hidden_layers
-    if not isinstance(clip_skip, int) or not 1 <= clip_skip <= layers:
-        raise InvalidInputError("clip_skip", f"must be an integer from 1 to {layers}")
-
-
-def _final_layer_norm(text_encoder: Any) -> Any:
-    # transformers 5 puts it on CLIPTextModel itself; 4.x had it under ``text_model``.
-    return getattr(text_encoder, "text_model", text_encoder).final_layer_norm
-
-
-def _encode_windows(windows: list[Window], text_encoder: Any, clip_skip: int) -> Any:
-    import torch
-
-    device = text_encoder.device
-    ids = torch.tensor([[token for token, _ in w] for w in windows], device=device)
-    weights = torch.tensor([[weight for _, weight in w] for w in windows], device=device)
-    with torch.no_grad():
-        output = text_encoder(input_ids=ids, output_hidden_states=clip_skip > 1)
-        if clip_skip > 1:
-            hidden = output.hidden_states[-clip_skip]
-            hidden = _final_layer_norm(text_encoder)(hidden)
-        else:
-            hidden = output.last_hidden_state
-    # Weighting in float32: a half-precision mean drifts enough to shift the rescale visibly.
-    z = hidden.float()
-    original_mean = z.mean(dim=(1, 2), keepdim=True)
-    z = z * weights.unsqueeze(-1)
-    new_mean = z.mean(dim=(1, 2), keepdim=True)
-    # All-zero weights leave nothing to rescale; the WebUI would divide by zero.
-    scale = torch.where(new_mean == 0, torch.ones_like(new_mean), original_mean / new_mean)
-    z = z * scale
-    return z.reshape(1, -1, z.shape[-1]).to(hidden.dtype)
 
 
 # --- prompt builder ------------------------------------------------------------------------------

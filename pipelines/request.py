@@ -151,7 +151,7 @@ class RuntimeConfig:
     ``hash_cache`` is a JSON file keeping model hashes across processes. ``manifest``, a
     ``sha256sum``-style allow-list, makes every model file need a line there to be loaded.
     ``content_filter`` screens a run's input picture and its results with the safety checker
-    when its weights are installed (``pipelines.safety``); ``watermark`` hides an invisible
+    when its weights are installed (``pipelines.content_filter``); ``watermark`` hides an invisible
     watermark in each result, which changes its pixels outside the mask too
     (``pipelines.watermark``).
     """

@@ -364,11 +364,6 @@ def make_scheduler(spec: SamplerSpec, base_config: dict[str, Any]) -> Any:
     return scheduler_class.from_config(base_config, **spec.options)
 
 
-def infotext_sampler_fields(spec: SamplerSpec) -> dict[str, str]:
-    """The infotext's "Sampler" and "Schedule type" values, in the WebUI >= 1.9 spelling."""
-    return {"Sampler": spec.name, "Schedule type": spec.schedule_type}
-
-
 def webui_sampler_names() -> list[str]:
     """The samplers as the WebUI >= 1.9 lists them (schedule types apart): "DPM++ 2M", ..."""
     return list(_BASE_SAMPLERS)

@@ -70,6 +70,8 @@ class GarmentAnalysis:
     category: str
     cutout: Image.Image  # RGBA, the product shot's size, transparent outside the garment
     mask: Image.Image  # L, 255 = garment
-    canny: Image.Image  # RGB Canny map of the cut-out, the product shot's size
+    # RGB Canny map of the cut-out, the product shot's size: what the merchant sees. A try-on's
+    # Canny map is drawn from the *warped* garment, so a job's input leaves this out (None).
+    canny: Image.Image | None = None
     landmarks: dict[str, tuple[float, float]] = field(default_factory=dict)
     method: str = "classical"  # "sam", "classical", or "painted" (a merchant's own mask)

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from catalog.selectors import MERCHANTS_GROUP
+from common.roles import MERCHANTS_GROUP
 from pipelines.samples import draw_product_shot
 
 

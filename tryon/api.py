@@ -24,13 +24,13 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from catalog.models import Garment
-from catalog.selectors import is_merchant
+from common.api_errors import ConflictError, errors
+from common.client_address import client_address
+from common.roles import is_merchant
+from common.uploads import decode_base64_upload
 
 from . import deletion, intake, review, selectors
-from .api_errors import ConflictError, errors
-from .client_address import client_address
 from .models import TryOnJob, TryOnResult
-from .uploads import decode_base64_upload
 from .views import delete_shopper_data, shopper_session_key
 
 

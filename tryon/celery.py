@@ -54,7 +54,7 @@ def _refuse_to_start_where_unsafe(**kwargs):
     from django.conf import settings
 
     from pipelines.errors import PipelineError
-    from pipelines.registry import check_safe_loading_environment
+    from pipelines.loading import check_safe_loading_environment
 
     try:
         check_safe_loading_environment()

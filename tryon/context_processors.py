@@ -1,6 +1,6 @@
 from django.conf import settings
 
-from catalog.selectors import is_merchant
+from common.roles import is_merchant
 
 
 def site(request):

@@ -16,7 +16,7 @@ from django.core.files.storage import storages
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .storage import private_storage
+from common.storage import private_storage
 
 
 @cache

@@ -5,10 +5,11 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from common.storage import delete_files_on_commit
+
 from .models import PhotoAccess, TryOnJob
 from .runner import notify
 from .selectors import jobs_of
-from .storage import delete_files_on_commit
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ import io
 import secrets
 import uuid
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -17,8 +16,10 @@ from django.utils.crypto import salted_hmac
 from PIL import Image
 
 from catalog.models import Garment
+from common.forms import refusals_as_errors
+from common.storage import png_file
+from common.uploads import ANY_PICTURE_MAX_ASPECT, clean_image, clean_image_upload
 from pipelines.engines import ENGINES
-from pipelines.errors import InvalidInputError
 from pipelines.params import MAX_SEED
 from pipelines.request import (
     CANNY_THRESHOLDS,
@@ -30,25 +31,12 @@ from pipelines.request import (
 
 from .models import TryOnJob
 from .runner import enqueue
-from .storage import png_file
-from .uploads import ANY_PICTURE_MAX_ASPECT, clean_image, clean_image_upload
 
 Status = TryOnJob.Status
 
 INPUT_FILE_FIELDS = ("person_photo", "mask", "openpose_input", "canny_input")
 # The kinds made by tryon_job_create; an inpaint has its own service and no garment.
 GARMENT_KINDS = (TryOnJob.Kind.PHOTO, TryOnJob.Kind.MODEL_SHOT)
-
-
-@contextmanager
-def _refusals(field: str | None = None, *, prefix: str = ""):
-    """A pipeline's refusal (``InvalidInputError``) as a form/API error: on ``field`` when
-    given, else on the field the refusal names, after ``prefix``. The one place intake maps
-    the pipelines' errors to the web's error shape."""
-    try:
-        yield
-    except InvalidInputError as error:
-        raise ValidationError({field or f"{prefix}{error.argument}": [error.message]}) from None
 
 
 class TooManyActiveJobs(Exception):
@@ -116,12 +104,12 @@ def _check_garments(garment: Garment, extra: list[Garment]) -> None:
     for item in (garment, *extra):
         if item.analysis_status != Garment.AnalysisStatus.DONE:
             raise ValidationError({"garment": [f"“{item.title}” is not analysed yet; try later"]})
-    with _refusals():
+    with refusals_as_errors():
         check_outfit([item.category for item in (garment, *extra)])
 
 
 def _check_model_shot(*, pose: str, scene: str, scene_text: str, model_attributes: dict) -> None:
-    with _refusals():
+    with refusals_as_errors():
         check_model_shot(
             pose=pose, scene=scene, scene_text=scene_text, model_attributes=model_attributes
         )
@@ -129,7 +117,7 @@ def _check_model_shot(*, pose: str, scene: str, scene_text: str, model_attribute
 
 def _check_params(params: dict | None, category: str | None):
     """Validated parameters; ``category`` None: an inpaint's, whose prompt is all free text."""
-    with _refusals():
+    with refusals_as_errors():
         return check_params(params, category)
 
 
@@ -137,12 +125,12 @@ def check_photo_pose(picture: Image.Image, category: str) -> None:
     # The body's keypoints decide; hands, face and silhouette wait for the worker.
     from pipelines.person import check_pose_usable, detect_body
 
-    with _refusals("person_photo"):
+    with refusals_as_errors("person_photo"):
         check_pose_usable(detect_body(picture.convert("RGB")), category)
 
 
 def _clean_photo(upload, category: str, *, check_pose: bool) -> ContentFile:
-    """The shopper's photo re-encoded (see ``tryon.uploads``), refused without a usable pose."""
+    """The shopper's photo re-encoded (see ``common.uploads``), refused without a usable pose."""
     try:
         picture, cleaned = clean_image(upload)
     except ValidationError as error:
@@ -309,7 +297,7 @@ def inpaint_job_create(
     for slot, control in controls.items():
         picture = control.get("image")
         thresholds = tuple(control.get("thresholds") or CANNY_THRESHOLDS)
-        with _refusals(prefix=f"controlnet.{slot}."):
+        with refusals_as_errors(prefix=f"controlnet.{slot}."):
             check_control(
                 slot, control["module"], has_image=picture is not None, thresholds=thresholds
             )
@@ -362,7 +350,7 @@ def _clean_mask(upload, size: tuple[int, int], *, invert: bool) -> ContentFile:
     from pipelines.inpaint import inpaint_mask
 
     content = _clean_picture(upload, "mask")
-    with Image.open(content) as picture, _refusals("mask"):
+    with Image.open(content) as picture, refusals_as_errors("mask"):
         grey = inpaint_mask(picture, size, blur=0)
     if invert:
         grey = Image.eval(grey, lambda value: 255 - value)

@@ -10,9 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from catalog.models import RandomName
-
-from .storage import private_storage
+from common.storage import RandomName, private_storage
 
 
 class WorkerHeartbeat(models.Model):

@@ -16,12 +16,12 @@ from django.utils import timezone
 from PIL import Image
 
 from catalog.models import Garment
-from catalog.selectors import is_merchant
+from common.roles import is_merchant
+from common.storage import delete_files_on_commit, png_file
 from pipelines.errors import GenerationCancelled, PipelineError
 from pipelines.params import params_from_dict
 
 from .models import TryOnJob, TryOnResult, WorkerHeartbeat
-from .storage import delete_files_on_commit, png_file
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,6 @@ def _garment_input(garment: Garment):
         category=garment.category,
         cutout=load(garment.cutout, "RGBA"),
         mask=load(garment.mask, "L"),
-        canny=load(garment.canny, "RGB"),
         landmarks={name: (float(x), float(y)) for name, (x, y) in garment.landmarks.items()},
     )
     return GarmentInput(
@@ -280,7 +279,7 @@ def tryon_job_run(*, job_id, worker: str) -> TryOnJob | None:
     When the content filter refuses the photo or withholds every result, the job fails with
     ``ContentFiltered`` and keeps no picture (its last live preview included).
     """
-    from pipelines.safety import ContentFiltered
+    from pipelines.content_filter import ContentFiltered
     from pipelines.tryon import run
 
     job = claim(job_id, worker)

@@ -38,15 +38,15 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from catalog.models import Garment
+from common.api_errors import ConflictError
+from common.uploads import ANY_PICTURE_MAX_ASPECT, decode_base64_upload, open_untrusted_image
 from pipelines.errors import InvalidInputError
 from pipelines.infotext import parse_infotext, read_png_infotext
 from pipelines.params import CONTROL_NAMES
 from pipelines.request import CANNY_THRESHOLDS, control_slot
 
 from . import deletion, intake, selectors
-from .api_errors import ConflictError
 from .models import TryOnJob
-from .uploads import ANY_PICTURE_MAX_ASPECT, decode_base64_upload, open_untrusted_image
 
 # The WebUI names of our parameters; everything else in a payload is accepted and ignored, as
 # the WebUI ignores what its scripts do not use.

@@ -4,9 +4,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
+from catalog.models import Garment
 from pipelines.engines import find_weights, resolve_engine
 from pipelines.errors import PipelineError
 
@@ -150,3 +151,25 @@ def published_model_shots(*, garment) -> QuerySet:
         review_status=TryOnResult.Review.APPROVED,
         published=True,
     ).order_by("-created_at")
+
+
+def merchant_garment_jobs(*, merchant, garment: Garment) -> QuerySet:
+    """The try-on jobs ``merchant`` asked for on their ``garment``, newest first, with their
+    results (two queries however many jobs there are)."""
+    return (
+        TryOnJob.objects.filter(garment=garment, owner=merchant)
+        .prefetch_related(Prefetch("results", TryOnResult.objects.order_by("index")))
+        .order_by("-created_at")
+    )
+
+
+def merchant_job_get(*, merchant, garment: Garment, pk) -> TryOnJob:
+    """A job ``merchant`` asked for on ``garment``; any other raises ``TryOnJob.DoesNotExist``."""
+    return TryOnJob.objects.get(pk=pk, garment=garment, owner=merchant)
+
+
+def merchant_result_get(*, merchant, garment: Garment, pk: int) -> TryOnResult:
+    """A result of a job ``merchant`` asked for on ``garment``; raises ``DoesNotExist`` else."""
+    return TryOnResult.objects.select_related("job__garment").get(
+        pk=pk, job__garment=garment, job__owner=merchant
+    )

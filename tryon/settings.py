@@ -143,7 +143,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=1
 # guess at every account, and many addresses at one.
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # The address the API's throttles use: X-Forwarded-For only as REST_FRAMEWORK["NUM_PROXIES"] says.
-AXES_CLIENT_IP_CALLABLE = "tryon.client_address.client_address"
+AXES_CLIENT_IP_CALLABLE = "common.client_address.client_address"
 # Counts in the database, not the cache: updated in a transaction, shared by every process and
 # host whatever CACHE_URL is, and listed in admin ("Access attempts"; deleting one unlocks).
 AXES_HANDLER = "tryon.login_lockout.SignInAttemptHandler"
@@ -170,7 +170,7 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 PRIVATE_MEDIA_ROOT = env.path("PRIVATE_MEDIA_ROOT", default=VAR_DIR / "private")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "private": {"BACKEND": "tryon.storage.PrivateFileSystemStorage"},
+    "private": {"BACKEND": "common.storage.PrivateFileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
         if not DEBUG
@@ -220,7 +220,7 @@ if S3_PUBLIC_BUCKET or S3_PRIVATE_BUCKET:
         },
     }
     STORAGES["private"] = {
-        "BACKEND": "tryon.s3.PrivateS3Storage",
+        "BACKEND": "common.s3.PrivateS3Storage",
         "OPTIONS": {
             **_s3,
             "bucket_name": S3_PRIVATE_BUCKET,
@@ -230,7 +230,7 @@ if S3_PUBLIC_BUCKET or S3_PRIVATE_BUCKET:
         },
     }
 
-# Uploaded pictures (garment shots, later shoppers' photos) are untrusted: see tryon/uploads.py.
+# Uploaded pictures (garment shots, later shoppers' photos) are untrusted: see common/uploads.py.
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=15 * 1024 * 1024)
 UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
 UPLOAD_MIN_SIDE = env.int("UPLOAD_MIN_SIDE", default=128)
@@ -246,10 +246,11 @@ if not 0 < UPLOAD_MAX_SIDE <= PIPELINE_MAX_SIDE:
 # picture, mask and ControlNet maps all come base64-encoded in one JSON body.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("REQUEST_BODY_MAX_BYTES", default=32 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
-# A file past UPLOAD_MAX_BYTES stops being written to disk as it arrives (tryon/upload_handlers.py).
+# A file past UPLOAD_MAX_BYTES stops being written to disk as it arrives
+# (common/upload_handlers.py).
 FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
-    "tryon.upload_handlers.SizeLimitedTemporaryFileUploadHandler",
+    "common.upload_handlers.SizeLimitedTemporaryFileUploadHandler",
 ]
 FILE_UPLOAD_PERMISSIONS = 0o640
 
@@ -266,7 +267,7 @@ TRYON_DEVICE = env.str("TRYON_DEVICE", default="auto")
 TRYON_DTYPE = env.str("TRYON_DTYPE", default="auto")
 TRYON_CPU_OFFLOAD = env.bool("TRYON_CPU_OFFLOAD", default=False)
 TRYON_VAE_TILING = env.bool("TRYON_VAE_TILING", default=False)
-# What the worker does to pictures (pipelines.safety, pipelines.watermark): the NSFW filter
+# What the worker does to pictures (pipelines.content_filter, pipelines.watermark): the NSFW filter
 # checks the input photo and every result when its weights are in MODELS_DIR/safety_checker
 # ("auto") or never ("off"); the invisible watermark changes pixels all over a result, outside
 # the mask too, so it is off unless asked for.
@@ -345,11 +346,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 24,
-    "EXCEPTION_HANDLER": "tryon.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "common.api_errors.exception_handler",
     # No proxy (a developer's machine): the connection's own address; X-Forwarded-For, which
     # anyone can send, is ignored. Production behind a proxy sets 1 (below).
     "NUM_PROXIES": 0,
-    "DEFAULT_THROTTLE_CLASSES": ["tryon.api_errors.ScopedByMethodThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["common.api_errors.ScopedByMethodThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         # Reading is cheap: polling a job's status once a second stays well inside it.
         "read": env.str("API_READ_RATE", default="600/min"),

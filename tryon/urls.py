@@ -6,9 +6,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from catalog.api import GarmentViewSet
-from catalog.urls import merchant_urlpatterns
+from catalog.urls import merchant_urlpatterns as garment_urlpatterns
 
-from . import admin_models, api, sdapi, views
+from . import admin_models, api, merchant_views, sdapi, views
 
 shopper_urlpatterns = (
     [
@@ -21,6 +21,47 @@ shopper_urlpatterns = (
         path("<uuid:job_id>/delete/", views.job_delete, name="job_delete"),
     ],
     "tryon",
+)
+
+# The merchant area: the catalog's garment pages and, on each garment, its model shots.
+merchant_urlpatterns = (
+    [
+        *garment_urlpatterns,
+        path(
+            "garments/<int:pk>/shots/", merchant_views.merchant_garment_shots, name="garment_shots"
+        ),
+        path(
+            "garments/<int:pk>/shots/photo/",
+            merchant_views.merchant_garment_photo_shot,
+            name="garment_photo_shot",
+        ),
+        path(
+            "garments/<int:pk>/gallery/",
+            merchant_views.merchant_garment_gallery,
+            name="garment_gallery",
+        ),
+        path(
+            "garments/<int:pk>/gallery/live/",
+            merchant_views.merchant_garment_gallery_live,
+            name="garment_gallery_live",
+        ),
+        path(
+            "garments/<int:pk>/results/<int:result_pk>/publish/",
+            merchant_views.merchant_result_publish,
+            name="result_publish",
+        ),
+        path(
+            "garments/<int:pk>/jobs/<uuid:job_id>/discard/",
+            merchant_views.merchant_job_discard,
+            name="job_discard",
+        ),
+        path(
+            "garments/<int:pk>/jobs/<uuid:job_id>/rerun/",
+            merchant_views.merchant_job_rerun,
+            name="job_rerun",
+        ),
+    ],
+    "merchant",
 )
 
 router = DefaultRouter()

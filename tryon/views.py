@@ -14,16 +14,16 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from catalog.models import Garment
-from catalog.selectors import is_merchant
+from common.api_errors import form_throttle_wait, too_fast_message
+from common.client_address import client_address
+from common.roles import is_merchant
+from common.storage import signed_url
 
 from . import deletion, intake, selectors
-from .api_errors import form_throttle_wait, too_fast_message
-from .client_address import client_address
 from .deletion import record_photo_access
 from .forms import TryOnForm
 from .models import TryOnJob, TryOnResult
 from .selectors import JOB_FILE_FIELDS, file_access, system_health
-from .storage import signed_url
 
 
 @login_required
@@ -196,11 +196,7 @@ def tryon_create(request, garment_pk):
 
 def _product_page(request, garment, form, *, status: int):
     """The product page again, with the try-on form and what was wrong with it."""
-    context = {
-        "garment": garment,
-        "model_shots": selectors.published_model_shots(garment=garment),
-        "tryon_form": form,
-    }
+    context = {"garment": garment, "tryon_form": form}
     return render(request, "catalog/garment_detail.html", context, status=status)
 
 

@@ -5,7 +5,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-import catalog.models
+import common.storage
 
 
 class Migration(migrations.Migration):
@@ -53,27 +53,27 @@ class Migration(migrations.Migration):
                 (
                     "image",
                     models.ImageField(
-                        upload_to=catalog.models.RandomName("garments/images"),
+                        upload_to=common.storage.RandomName("garments/images"),
                         verbose_name="product image",
                     ),
                 ),
                 (
                     "cutout",
                     models.ImageField(
-                        blank=True, upload_to=catalog.models.RandomName("garments/cutouts")
+                        blank=True, upload_to=common.storage.RandomName("garments/cutouts")
                     ),
                 ),
                 (
                     "mask",
                     models.ImageField(
-                        blank=True, upload_to=catalog.models.RandomName("garments/masks")
+                        blank=True, upload_to=common.storage.RandomName("garments/masks")
                     ),
                 ),
                 (
                     "canny",
                     models.ImageField(
                         blank=True,
-                        upload_to=catalog.models.RandomName("garments/canny"),
+                        upload_to=common.storage.RandomName("garments/canny"),
                         verbose_name="Canny map",
                     ),
                 ),

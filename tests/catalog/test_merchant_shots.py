@@ -13,7 +13,6 @@ from django.urls import reverse
 from PIL import Image
 
 from catalog import services
-from catalog.forms import OPENPOSE_LIMBS, pose_skeleton
 from catalog.models import Garment
 from pipelines.poses import PRESETS
 from tests.conftest import photo_upload, stored_files
@@ -24,6 +23,7 @@ from tests.factories import (
     UserFactory,
     make_reviewer,
 )
+from tryon.forms import OPENPOSE_LIMBS, pose_skeleton
 from tryon.models import TryOnJob, TryOnResult
 from tryon.review import result_review
 
@@ -600,7 +600,7 @@ def test_rerun_counts_against_the_cap_of_active_model_shots(
 
 
 def test_rerun_spends_the_write_budget(merchant_client, analysed_garment, monkeypatch):
-    from tryon.api_errors import ScopedByMethodThrottle
+    from common.api_errors import ScopedByMethodThrottle
 
     monkeypatch.setattr(ScopedByMethodThrottle, "THROTTLE_RATES", {"read": None, "write": "2/min"})
     result = _result(analysed_garment)

@@ -7,7 +7,7 @@ from django.test import RequestFactory
 
 from catalog.demo import DEMO_GARMENTS, DEMO_MERCHANT, DEMO_STAFF, analysed_tee
 from catalog.models import Garment
-from catalog.selectors import is_merchant
+from common.roles import is_merchant
 
 pytestmark = pytest.mark.django_db
 

@@ -23,7 +23,7 @@ def main(threads: int) -> dict:
     from django.db import connection
 
     from catalog.demo import analysed_tee
-    from catalog.selectors import MERCHANTS_GROUP
+    from common.roles import MERCHANTS_GROUP
     from tryon.intake import TooManyActiveJobs, tryon_job_create
 
     merchant = User.objects.create_user("race-merchant")

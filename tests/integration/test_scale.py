@@ -88,7 +88,7 @@ def api(stack, web) -> requests.Session:
     code = (
         "from django.contrib.auth.models import Group, User; "
         "from rest_framework.authtoken.models import Token; "
-        "from catalog.selectors import MERCHANTS_GROUP; "
+        "from common.roles import MERCHANTS_GROUP; "
         "user = User.objects.create_user('scale-merchant'); "
         "user.groups.add(Group.objects.get_or_create(name=MERCHANTS_GROUP)[0]); "
         "print(Token.objects.create(user=user).key)"
@@ -269,8 +269,8 @@ def _redeliver_unacknowledged(stack) -> None:
 
 def test_a_burst_gets_exactly_the_budget_through_on_redis(redis_url, settings):
     # At scale every web process counts in Redis: its INCR is the atomic step, no lock.
+    from common import ratelimit
     from tests.tryon.test_ratelimit import _burst
-    from tryon import ratelimit
 
     settings.CACHES = {
         "default": {

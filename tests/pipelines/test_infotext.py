@@ -17,7 +17,7 @@ from pipelines.infotext import (
     read_png_infotext,
     save_png_with_infotext,
 )
-from pipelines.samplers import infotext_sampler_fields, resolve_sampler
+from pipelines.samplers import resolve_sampler
 from pipelines.text import has_unsafe, one_line
 
 OPENPOSE_UNIT = (
@@ -76,7 +76,8 @@ def test_format_writes_the_webui_order_and_quotes():
         "Size": (512, 768),
         "Seed": 3141592653,
         "CFG scale": 6.5,
-        **infotext_sampler_fields(resolve_sampler("DPM++ 2M Karras")),
+        "Sampler": "DPM++ 2M",
+        "Schedule type": "Karras",
         "Steps": 30,
     }
     text = format_infotext(

@@ -18,16 +18,13 @@ from pipelines import cache, generate
 from pipelines.__main__ import main
 from pipelines.errors import InvalidInputError, UntrustedModelError
 from pipelines.garment import find_sam_checkpoint, load_sam_predictor
-from pipelines.params import GenerationParams
-from pipelines.registry import (
+from pipelines.loading import (
     NO_WEIGHTS_ONLY_VARIABLE,
-    check_inside_models_dir,
     check_safe_loading_environment,
     load_state_dict,
-    manifest_lines,
-    model_files,
-    scan_models,
 )
+from pipelines.params import GenerationParams
+from pipelines.registry import check_inside_models_dir, manifest_lines, model_files, scan_models
 from pipelines.samples import draw_product_shot
 from tests.pipelines.test_garment import tiny_sam
 

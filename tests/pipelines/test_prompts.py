@@ -12,6 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.errors import InvalidInputError
+from pipelines.prompt_encoding import (
+    check_prompt_length,
+    encode_prompt,
+    encode_prompt_pair,
+    tokenizer_windows,
+)
 from pipelines.prompts import (
     BASE_NEGATIVE,
     BREAK_MARKER,
@@ -24,15 +30,11 @@ from pipelines.prompts import (
     ParsedPrompt,
     build_free_prompt,
     build_prompt,
-    check_prompt_length,
     description_words,
-    encode_prompt,
-    encode_prompt_pair,
     is_break,
     parse_prompt,
     sanitize_user_prompt,
     token_windows,
-    tokenizer_windows,
     validate_prompt,
 )
 from pipelines.text import has_unsafe

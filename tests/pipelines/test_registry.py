@@ -1,4 +1,4 @@
-"""pipelines.registry: listing, WebUI hashes and names, safe loading, and the loaded pipeline."""
+"""pipelines.registry: listing, WebUI hashes and names. Loading them: test_loading.py."""
 
 import hashlib
 import os
@@ -6,15 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 
 from pipelines import registry
-from pipelines.errors import InvalidInputError, ModelNotFoundError
+from pipelines.errors import ModelNotFoundError
 from pipelines.registry import (
     ModelEntry,
-    load_pipeline,
-    load_state_dict,
     model_hash,
     resolve_model,
     scan_models,
@@ -122,7 +119,7 @@ def test_hashes_are_cached_until_the_file_changes(tmp_path, monkeypatch):
 
 def test_the_hash_cache_file_serves_other_processes(tmp_path, monkeypatch):
     entry = ModelEntry("vae", "v", _save_tensors(tmp_path / "v.safetensors"), "safetensors")
-    cache_file = tmp_path / registry.HASH_CACHE_FILE
+    cache_file = tmp_path / "hash-cache.json"
     first = model_hash(entry, cache_file=cache_file)
     registry._hashes.clear()  # as in a new process
 
@@ -166,241 +163,3 @@ def test_an_unknown_name_lists_what_is_installed(tiny_kit):
     assert "tiny-canny, tiny-openpose" in message
     with pytest.raises(ModelNotFoundError, match=r"\[0123456789\]"):
         resolve_model(scan_models(tiny_kit), "controlnet", "tiny-canny [0123456789]")
-
-
-# --- safe loading -------------------------------------------------------------------------------
-
-
-def _create_marker(path: str) -> None:
-    Path(path).write_text("code from the checkpoint ran")
-
-
-class _Exploit:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return _create_marker, (str(self.marker),)
-
-
-def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path):
-    marker = tmp_path / "pwned"
-    checkpoint = tmp_path / "checkpoints/evil.ckpt"
-    checkpoint.parent.mkdir()
-    torch.save({"state_dict": {"w": torch.ones(1)}, "payload": _Exploit(marker)}, checkpoint)
-    with pytest.raises(InvalidInputError, match=r"needs full unpickling.*\.safetensors"):
-        load_state_dict(checkpoint, models_dir=tmp_path)
-    assert not marker.exists()
-    # The fixture is live: full unpickling would indeed have run its code.
-    torch.load(checkpoint, weights_only=False)
-    assert marker.exists()
-
-
-def test_plain_pickled_tensors_load(tmp_path):
-    plain = tmp_path / "plain.ckpt"
-    torch.save({"w": torch.arange(3.0)}, plain)
-    assert torch.equal(load_state_dict(plain)["w"], torch.arange(3.0))
-    lightning = tmp_path / "lightning.pth"
-    torch.save({"state_dict": {"w": torch.ones(2)}, "global_step": 7}, lightning)
-    assert list(load_state_dict(lightning)) == ["w"]
-    not_weights = tmp_path / "list.pt"
-    torch.save([1, 2], not_weights)
-    with pytest.raises(InvalidInputError, match="not a state dict of tensors"):
-        load_state_dict(not_weights)
-
-
-def test_a_link_out_of_the_models_folder_is_refused(tmp_path):
-    outside = _save_tensors(tmp_path / "elsewhere/secret.safetensors")
-    models_dir = tmp_path / "models"
-    (models_dir / "vae").mkdir(parents=True)
-    (models_dir / "vae/linked.safetensors").symlink_to(outside)
-    with pytest.raises(InvalidInputError, match="outside the models folder"):
-        load_state_dict(models_dir / "vae/linked.safetensors", models_dir=models_dir)
-    inside = _save_tensors(models_dir / "vae/own.safetensors")
-    assert "weight" in load_state_dict(inside, models_dir=models_dir)
-
-
-def test_a_linked_diffusers_folder_is_not_loaded(tiny_kit, tmp_path, no_network):
-    models_dir = tmp_path / "models"
-    (models_dir / "controlnet").mkdir(parents=True)
-    (models_dir / "controlnet/linked").symlink_to(tiny_kit / "controlnet/tiny-canny")
-    entries = scan_models(tiny_kit)
-    checkpoint = resolve_model(entries, "checkpoints", "tiny-sd-inpaint")
-    linked = resolve_model(scan_models(models_dir), "controlnet", "linked")
-    with pytest.raises(InvalidInputError, match="outside the models folder"):
-        load_pipeline(checkpoint, [linked])
-
-
-# --- the pipeline -------------------------------------------------------------------------------
-
-
-def test_the_kit_loads_and_inpaints_at_a_real_size_offline(tiny_kit, no_network):
-    from diffusers import MultiControlNetModel, StableDiffusionControlNetInpaintPipeline
-
-    entries = scan_models(tiny_kit)
-    checkpoint = resolve_model(entries, "checkpoints", "tiny-sd-inpaint")
-    nets = [resolve_model(entries, "controlnet", n) for n in ("tiny-openpose", "tiny-canny")]
-    pipe = load_pipeline(checkpoint, nets)
-    assert isinstance(pipe, StableDiffusionControlNetInpaintPipeline)
-    assert isinstance(pipe.controlnet, MultiControlNetModel)
-    assert len(pipe.controlnet.nets) == 2
-    photo = Image.new("RGB", (512, 768), (120, 90, 60))
-    mask = Image.new("L", (512, 768), 255)
-    result = pipe(
-        "a red shirt",
-        image=photo,
-        mask_image=mask,
-        control_image=[photo, photo],
-        height=768,
-        width=512,
-        num_inference_steps=2,
-        generator=torch.Generator().manual_seed(0),
-    ).images[0]
-    assert result.size == (512, 768)
-
-    again = load_pipeline(checkpoint, nets[:1])
-    assert again.unet is pipe.unet  # loaded once per process
-    assert again.scheduler is not pipe.scheduler  # a sampler change stays in its own pipeline
-    assert type(again.controlnet).__name__ == "ControlNetModel"
-
-
-def test_wrong_kinds_are_refused(tiny_kit):
-    entries = scan_models(tiny_kit)
-    checkpoint = resolve_model(entries, "checkpoints", "tiny-sd-inpaint")
-    lora = resolve_model(entries, "loras", "tiny-lora")
-    with pytest.raises(InvalidInputError, match=r"controlnet: tiny-lora\.safetensors is a loras"):
-        load_pipeline(checkpoint, [lora])
-    with pytest.raises(InvalidInputError, match="at least one ControlNet"):
-        load_pipeline(checkpoint, [])
-
-
-def test_a_single_file_needs_its_local_config_and_safetensors(tiny_kit, tmp_path, no_network):
-    controlnet = resolve_model(scan_models(tiny_kit), "controlnet", "tiny-canny")
-    _save_tensors(tmp_path / "checkpoints/sd15.safetensors")
-    pickled = tmp_path / "checkpoints/sd15-old.ckpt"
-    torch.save({"w": torch.ones(1)}, pickled)
-    entries = scan_models(tmp_path)
-    with pytest.raises(ModelNotFoundError, match=r"sd15\.safetensors\.config"):
-        load_pipeline(resolve_model(entries, "checkpoints", "sd15"), [controlnet])
-    with pytest.raises(InvalidInputError, match=r"must be \.safetensors"):
-        load_pipeline(resolve_model(entries, "checkpoints", "sd15-old"), [controlnet])
-
-
-# --- a single-file checkpoint -------------------------------------------------------------------
-
-_UNET_RESNET = {
-    "norm1": "in_layers.0",
-    "conv1": "in_layers.2",
-    "norm2": "out_layers.0",
-    "conv2": "out_layers.3",
-    "time_emb_proj": "emb_layers.1",
-    "conv_shortcut": "skip_connection",
-}
-_VAE_ATTENTION = {
-    "group_norm": "norm",
-    "to_q": "q",
-    "to_k": "k",
-    "to_v": "v",
-    "to_out.0": "proj_out",
-}
-
-
-def _rename(rest: str, table: dict[str, str]) -> str:
-    for new, old in table.items():
-        if rest.startswith(new + "."):
-            return old + rest[len(new) :]
-    return rest
-
-
-def _ldm_unet_key(key: str, per_block: int, attention_up: list[bool]) -> str:
-    """The original SD name of a diffusers UNet key: the inverse of diffusers' own conversion."""
-    import re
-
-    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
-
-    fixed = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]
-    if key in fixed:
-        return fixed[key]
-    parts = re.match(r"(down_blocks|up_blocks|mid_block)\.(\d+\.)?(\w+)\.(\d+)\.(.*)", key)
-    where, block, part, index, rest = parts.groups()
-    block, index = int(block[:-1]) if block else 0, int(index)
-    rest = _rename(rest, _UNET_RESNET) if part == "resnets" else rest
-    if where == "mid_block":
-        return f"middle_block.{1 if part == 'attentions' else 2 * index}.{rest}"
-    if where == "down_blocks":
-        layer = 1 + block * (per_block + 1) + (per_block if part == "downsamplers" else index)
-        slot = "0.op" if part == "downsamplers" else "1" if part == "attentions" else "0"
-        return f"input_blocks.{layer}.{slot}.{rest.removeprefix('conv.')}"
-    layer = block * (per_block + 1) + (per_block if part == "upsamplers" else index)
-    if part == "upsamplers":
-        slot = "2" if attention_up[block] else "1"
-    else:
-        slot = "1" if part == "attentions" else "0"
-    return f"output_blocks.{layer}.{slot}.{rest}"
-
-
-def _ldm_vae_key(key: str, blocks: int) -> str:
-    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
-
-    fixed = DIFFUSERS_TO_LDM_MAPPING["vae"]
-    if key in fixed:
-        return fixed[key]
-    coder, rest = key.split(".", 1)
-    if rest.startswith("mid_block.attentions.0."):
-        return f"{coder}.mid.attn_1.{_rename(rest.split('.', 3)[3], _VAE_ATTENTION)}"
-    if rest.startswith("mid_block.resnets."):
-        index, rest = rest.removeprefix("mid_block.resnets.").split(".", 1)
-        return f"{coder}.mid.block_{int(index) + 1}.{rest.replace('conv_shortcut', 'nin_shortcut')}"
-    where, block, part, index, rest = rest.split(".", 4)
-    ldm_block = int(block) if where == "down_blocks" else blocks - 1 - int(block)
-    ldm_where = "down" if where == "down_blocks" else "up"
-    if part in ("downsamplers", "upsamplers"):
-        return f"{coder}.{ldm_where}.{ldm_block}.{part[:-2]}.{rest}"
-    rest = rest.replace("conv_shortcut", "nin_shortcut")
-    return f"{coder}.{ldm_where}.{ldm_block}.block.{index}.{rest}"
-
-
-def _save_as_single_file(pipeline_dir: Path, path: Path) -> None:
-    """The tiny pipeline as one original-SD-layout .safetensors (diffusers ships no converter)."""
-    import json
-
-    from safetensors.torch import load_file
-
-    unet_config = json.loads((pipeline_dir / "unet/config.json").read_text())
-    attention_up = ["CrossAttn" in kind for kind in unet_config["up_block_types"]]
-    vae_blocks = len(json.loads((pipeline_dir / "vae/config.json").read_text())["up_block_types"])
-    state = {}
-    weights = "diffusion_pytorch_model.safetensors"
-    for key, value in load_file(pipeline_dir / "unet" / weights).items():
-        ldm = _ldm_unet_key(key, unet_config["layers_per_block"], attention_up)
-        state["model.diffusion_model." + ldm] = value
-    for key, value in load_file(pipeline_dir / "vae" / weights).items():
-        state["first_stage_model." + _ldm_vae_key(key, vae_blocks)] = value
-    for key, value in load_file(pipeline_dir / "text_encoder/model.safetensors").items():
-        # transformers 5 saves CLIPTextModel's keys without the "text_model." the SD layout has
-        state["cond_stage_model.transformer.text_model." + key.removeprefix("text_model.")] = value
-    save_file(state, str(path))
-
-
-def test_a_single_file_checkpoint_loads_with_its_local_config(tiny_kit, tmp_path, no_network):
-    import shutil
-
-    folder = tiny_kit / "checkpoints/tiny-sd-inpaint"
-    single = tmp_path / "checkpoints/tiny-single.safetensors"
-    single.parent.mkdir()
-    _save_as_single_file(folder, single)
-    # The configs alone, no weights: those must come from the single file.
-    shutil.copytree(
-        folder,
-        single.with_name(single.name + ".config"),
-        ignore=shutil.ignore_patterns("*.safetensors"),
-    )
-    entries = scan_models(tmp_path) + scan_models(tiny_kit)
-    checkpoint = resolve_model(entries, "checkpoints", "tiny-single")
-    pipe = load_pipeline(checkpoint, [resolve_model(entries, "controlnet", "tiny-canny")])
-    folder_entry = resolve_model(entries, "checkpoints", "tiny-sd-inpaint")
-    reference = load_pipeline(folder_entry, [resolve_model(entries, "controlnet", "tiny-canny")])
-    for name in ("unet", "vae", "text_encoder"):
-        mine, theirs = getattr(pipe, name).state_dict(), getattr(reference, name).state_dict()
-        assert mine.keys() == theirs.keys(), name
-        assert all(torch.equal(mine[k], theirs[k]) for k in mine), name

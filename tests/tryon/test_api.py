@@ -160,8 +160,8 @@ def test_wrong_paths_and_oversized_bodies_answer_in_the_apis_json(api, settings)
 
 def test_the_error_module_imports_first():
     # It holds the throttle named in DEFAULT_THROTTLE_CLASSES, which rest_framework.views reads
-    # when it is first imported: importing that at the top of tryon.api_errors was circular.
-    code = "import django; django.setup(); import tryon.api_errors"
+    # when it is first imported: importing that at the top of common.api_errors was circular.
+    code = "import django; django.setup(); import common.api_errors"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tryon.settings", "DJANGO_DEBUG": "true"}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
 

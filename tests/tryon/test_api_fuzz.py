@@ -49,9 +49,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from common.api_errors import ScopedByMethodThrottle
 from tests.conftest import photo_upload, product_shot_upload
 from tests.factories import GarmentFactory, TryOnJobFactory, TryOnResultFactory, UserFactory
-from tryon.api_errors import ScopedByMethodThrottle
 from tryon.models import TryOnJob, TryOnResult
 
 pytestmark = pytest.mark.django_db

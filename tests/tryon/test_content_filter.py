@@ -7,9 +7,9 @@ import shutil
 import pytest
 from rest_framework.authtoken.models import Token
 
-from pipelines.safety import SAFETY_FOLDER, SafetyChecker
+from pipelines.content_filter import SAFETY_FOLDER, SafetyChecker
 from tests.conftest import photo_upload
-from tests.pipelines.test_safety import FLAG_EVERYTHING, FLAG_NOTHING, make_safety_checker
+from tests.pipelines.test_content_filter import FLAG_EVERYTHING, FLAG_NOTHING, make_safety_checker
 from tests.processes import run_python
 from tryon.intake import tryon_job_create
 from tryon.models import TryOnJob, TryOnResult

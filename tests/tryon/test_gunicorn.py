@@ -71,6 +71,19 @@ def _get(port: int, path: str, headers: dict[str, str]):
         connection.close()
 
 
+def _wait_until_serving(server: subprocess.Popen, port: int, log: Path) -> None:
+    """Until gunicorn answers its health check (at most 30 s); its log's end if it died."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert server.poll() is None, log.read_text()[-3000:]
+        try:
+            _get(port, "/healthz", {"Host": HOST})
+            return
+        except OSError:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+
+
 @pytest.fixture
 def production_server(tmp_path):
     """gunicorn on a free loopback port with the production settings, after migrate and
@@ -89,15 +102,7 @@ def production_server(tmp_path):
     log = tmp_path / "gunicorn.log"
     server = _start(env, log)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                _get(port, "/healthz", {"Host": HOST})
-                break
-            except OSError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
+        _wait_until_serving(server, port, log)
         yield port, tmp_path / "access.log"
     finally:
         _stop(server)
@@ -191,3 +196,88 @@ def test_gunicorn_serves_on_a_unix_socket(tmp_path):
         assert "ERROR" not in log.read_text()
     finally:
         _stop(server)
+
+
+HEAVY_MODULES = ("torch", "torchvision", "diffusers", "transformers", "controlnet_aux")
+
+
+def _imported_modules(log: str) -> set[str]:
+    """The modules a process imported, from ``-X importtime``'s lines in its log
+    ("import time: self [us] | cumulative | imported package")."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in log.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+
+
+def test_a_try_on_post_to_gunicorn_never_imports_torch(tmp_path):
+    """A shopper's photo try-on, posted to the production web server: the photo is cleaned and
+    its pose checked in the web process (MediaPipe), and the job queued, without torch.
+
+    Every import of the server's processes (master and workers) is logged by Python itself
+    (``PYTHONPROFILEIMPORTTIME``), so this reads what the real process loaded, POST included.
+    """
+    port = _free_port()
+    env = {**_production_environment(tmp_path, port), "WEB_CONCURRENCY": "1"}
+    prepare = (
+        "import django; django.setup(); from django.core.management import call_command; "
+        "call_command('migrate', verbosity=0); "
+        "from django.contrib.auth import get_user_model; from catalog.demo import analysed_tee; "
+        "merchant = get_user_model().objects.create_user('m'); "
+        "print(analysed_tee(merchant).pk)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", prepare], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    garment_pk = int(done.stdout.split()[-1])
+    log = tmp_path / "gunicorn.log"
+    server = _start({**env, "PYTHONPROFILEIMPORTTIME": "1"}, log)
+    try:
+        _wait_until_serving(server, port, log)
+        before = _imported_modules(log.read_text())
+        status, body = _post_tryon(port, garment_pk)
+        assert status == 201, body
+        assert json.loads(body)["status"] == "queued"
+    finally:
+        _stop(server)
+    after = _imported_modules(log.read_text())
+    # The log does cover the POST: the pose check's MediaPipe is first imported by it.
+    assert "mediapipe" not in before and "mediapipe" in after
+    assert "tryon.intake" in after
+    heavy = {name for name in after if name.split(".")[0] in HEAVY_MODULES}
+    assert heavy == set()
+
+
+def _post_tryon(port: int, garment_pk: int) -> tuple[int, bytes]:
+    """POST /api/tryons/ as an anonymous shopper: the astronaut's photo, with consent."""
+    import io
+    import uuid
+
+    from PIL import Image
+    from skimage import data
+
+    photo = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(photo, format="JPEG")
+    boundary = uuid.uuid4().hex
+    fields = {"garment": str(garment_pk), "consent": "true"}
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="person_photo"; '
+        f'filename="me.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'.encode()
+        + photo.getvalue()
+        + b"\r\n"
+    )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    headers = {**PROXIED, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("POST", "/api/tryons/", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()

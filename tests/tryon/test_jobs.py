@@ -72,6 +72,16 @@ def test_a_photo_job_runs_on_commit_and_stores_its_result(
     assert not any("photos" in p.as_posix() for p in settings.MEDIA_ROOT.rglob("*"))
 
 
+def test_a_job_reads_only_the_garment_files_it_uses(garment, django_capture_on_commit_callbacks):
+    """A try-on's Canny map is drawn from the warped garment: the product shot's stored Canny
+    map (the merchant's view of the analysis) is never read by a job."""
+    garment.canny.storage.delete(garment.canny.name)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = create_photo_job(garment)
+    job.refresh_from_db()
+    assert job.status == TryOnJob.Status.SUCCEEDED, job.error_message
+
+
 @pytest.mark.parametrize(
     ("overrides", "field", "message"),
     [

@@ -14,13 +14,8 @@ from rest_framework.test import APIClient
 
 from catalog.models import Garment
 from catalog.services import garment_analyze
-from pipelines.registry import (
-    NO_WEIGHTS_ONLY_VARIABLE,
-    manifest_lines,
-    model_hash,
-    resolve_model,
-    scan_models,
-)
+from pipelines.loading import NO_WEIGHTS_ONLY_VARIABLE
+from pipelines.registry import manifest_lines, model_hash, resolve_model, scan_models
 from tests.pipelines.test_model_safety import evil_models_dir
 from tests.workers import run_worker_to_exit
 from tryon.intake import model_shot_batch_create

@@ -59,7 +59,7 @@ def _settings_with(**env) -> dict:
 def test_files_stay_on_disk_unless_buckets_are_configured():
     storages = _settings_with()["storages"]
     assert storages["default"]["BACKEND"] == "django.core.files.storage.FileSystemStorage"
-    assert storages["private"]["BACKEND"] == "tryon.storage.PrivateFileSystemStorage"
+    assert storages["private"]["BACKEND"] == "common.storage.PrivateFileSystemStorage"
 
 
 def test_buckets_and_a_custom_endpoint_come_from_the_environment():
@@ -71,7 +71,7 @@ def test_buckets_and_a_custom_endpoint_come_from_the_environment():
     )["storages"]
     public, private = storages["default"], storages["private"]
     assert public["BACKEND"] == "storages.backends.s3.S3Storage"
-    assert private["BACKEND"] == "tryon.s3.PrivateS3Storage"
+    assert private["BACKEND"] == "common.s3.PrivateS3Storage"
     for storage in (public, private):
         assert storage["OPTIONS"]["endpoint_url"] == "http://minio.internal:9000"
         assert storage["OPTIONS"]["addressing_style"] == "path"

@@ -18,10 +18,10 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from catalog.models import Garment
+from common.api_errors import ScopedByMethodThrottle
 from tests.conftest import photo_upload
 from tests.factories import TryOnJobFactory, TryOnResultFactory, UserFactory
 from tryon import housekeeping, intake
-from tryon.api_errors import ScopedByMethodThrottle
 from tryon.models import TryOnJob
 from tryon.views import LAST_PHOTO_JOB
 

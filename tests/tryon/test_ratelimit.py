@@ -12,10 +12,10 @@ from django.contrib.auth.models import AnonymousUser
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
+from common import ratelimit
+from common.api_errors import ScopedByMethodThrottle
+from common.client_address import client_address
 from tests.conftest import photo_upload
-from tryon import ratelimit
-from tryon.api_errors import ScopedByMethodThrottle
-from tryon.client_address import client_address
 from tryon.models import TryOnJob
 
 

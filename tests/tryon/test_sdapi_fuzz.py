@@ -45,12 +45,12 @@ from PIL.PngImagePlugin import PngInfo
 from rest_framework.authtoken.models import Token
 from skimage import data
 
+from common.api_errors import ScopedByMethodThrottle
 from pipelines.poses import PRESETS
 from pipelines.prompts import HAIR_WORDS, MODEL_VOCABULARY
 from pipelines.request import OPENPOSE_MODULES
 from pipelines.samplers import webui_sampler_names
 from pipelines.scenes import SCENES
-from tryon.api_errors import ScopedByMethodThrottle
 from tryon.models import TryOnJob
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -115,3 +115,18 @@ def test_the_web_process_never_imports_torch(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "none"
+
+
+def test_the_shared_helpers_do_not_build_the_celery_app():
+    """Scripts and benches use the file and upload helpers without the project: importing them
+    loads neither the try-on app nor Celery (the project package builds the Celery app, so that
+    Django's processes find it; tests/test_layering.py keeps ``common`` below both apps)."""
+    code = (
+        "import sys\n"
+        "import common.storage, common.uploads, common.upload_handlers, common.roles, "
+        "common.forms, common.ratelimit\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'tryon', 'catalog'}))\n"
+    )
+    result = run_python(code, DJANGO_SETTINGS_MODULE="tryon.settings", DJANGO_DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

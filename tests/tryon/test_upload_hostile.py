@@ -28,10 +28,10 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from catalog.models import Garment
+from common.uploads import clean_image_upload
 from tests.conftest import photo_upload, product_shot_upload
 from tests.factories import GarmentFactory
 from tryon.models import TryOnJob
-from tryon.uploads import clean_image_upload
 
 MB = 1024 * 1024
 GARMENT_FIELDS = {"title": "Hostile tee", "sku": "HOSTILE-1", "category": "upper", "price": "9.90"}

@@ -1,4 +1,4 @@
-"""tryon.uploads.clean_image_upload: content-sniffed, limited, re-encoded pictures."""
+"""common.uploads.clean_image_upload: content-sniffed, limited, re-encoded pictures."""
 
 import io
 import re
@@ -12,7 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from tryon.uploads import clean_image_upload
+from common.uploads import clean_image_upload
 
 
 def _upload(data, name="photo.jpg"):

@@ -6,8 +6,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-import catalog.models
-import tryon.storage
+import common.storage
 
 
 class Migration(migrations.Migration):
@@ -39,8 +38,8 @@ class Migration(migrations.Migration):
                     "person_photo",
                     models.ImageField(
                         blank=True,
-                        storage=tryon.storage.private_storage,
-                        upload_to=catalog.models.RandomName("photos"),
+                        storage=common.storage.private_storage,
+                        upload_to=common.storage.RandomName("photos"),
                     ),
                 ),
                 ("pose", models.CharField(blank=True, max_length=40)),
@@ -72,8 +71,8 @@ class Migration(migrations.Migration):
                     "preview",
                     models.ImageField(
                         blank=True,
-                        storage=tryon.storage.private_storage,
-                        upload_to=catalog.models.RandomName("previews"),
+                        storage=common.storage.private_storage,
+                        upload_to=common.storage.RandomName("previews"),
                     ),
                 ),
                 ("cancel_requested", models.BooleanField(default=False)),
@@ -167,8 +166,8 @@ class Migration(migrations.Migration):
                 (
                     "image",
                     models.ImageField(
-                        storage=tryon.storage.private_storage,
-                        upload_to=catalog.models.RandomName("results"),
+                        storage=common.storage.private_storage,
+                        upload_to=common.storage.RandomName("results"),
                     ),
                 ),
                 ("seed", models.BigIntegerField()),
@@ -177,32 +176,32 @@ class Migration(migrations.Migration):
                     "mask",
                     models.ImageField(
                         blank=True,
-                        storage=tryon.storage.private_storage,
-                        upload_to=catalog.models.RandomName("maps"),
+                        storage=common.storage.private_storage,
+                        upload_to=common.storage.RandomName("maps"),
                     ),
                 ),
                 (
                     "openpose",
                     models.ImageField(
                         blank=True,
-                        storage=tryon.storage.private_storage,
-                        upload_to=catalog.models.RandomName("maps"),
+                        storage=common.storage.private_storage,
+                        upload_to=common.storage.RandomName("maps"),
                     ),
                 ),
                 (
                     "canny",
                     models.ImageField(
                         blank=True,
-                        storage=tryon.storage.private_storage,
-                        upload_to=catalog.models.RandomName("maps"),
+                        storage=common.storage.private_storage,
+                        upload_to=common.storage.RandomName("maps"),
                     ),
                 ),
                 (
                     "composite",
                     models.ImageField(
                         blank=True,
-                        storage=tryon.storage.private_storage,
-                        upload_to=catalog.models.RandomName("maps"),
+                        storage=common.storage.private_storage,
+                        upload_to=common.storage.RandomName("maps"),
                     ),
                 ),
                 (

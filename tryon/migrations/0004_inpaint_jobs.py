@@ -4,8 +4,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-import catalog.models
-import tryon.storage
+import common.storage
 
 
 class Migration(migrations.Migration):
@@ -21,8 +20,8 @@ class Migration(migrations.Migration):
             name="canny_input",
             field=models.ImageField(
                 blank=True,
-                storage=tryon.storage.private_storage,
-                upload_to=catalog.models.RandomName("controls"),
+                storage=common.storage.private_storage,
+                upload_to=common.storage.RandomName("controls"),
             ),
         ),
         migrations.AddField(
@@ -35,8 +34,8 @@ class Migration(migrations.Migration):
             name="mask",
             field=models.ImageField(
                 blank=True,
-                storage=tryon.storage.private_storage,
-                upload_to=catalog.models.RandomName("masks"),
+                storage=common.storage.private_storage,
+                upload_to=common.storage.RandomName("masks"),
             ),
         ),
         migrations.AddField(
@@ -44,8 +43,8 @@ class Migration(migrations.Migration):
             name="openpose_input",
             field=models.ImageField(
                 blank=True,
-                storage=tryon.storage.private_storage,
-                upload_to=catalog.models.RandomName("controls"),
+                storage=common.storage.private_storage,
+                upload_to=common.storage.RandomName("controls"),
             ),
         ),
         migrations.AlterField(

@@ -1,7 +1,7 @@
 """Upload handlers: a file larger than ``UPLOAD_MAX_BYTES`` is never written to disk in full.
 
 Django streams every uploaded file to a temporary file before any view or validator sees it, so
-:func:`tryon.uploads.clean_image_upload` alone would refuse a 2 GB upload only after all of it
+:func:`common.uploads.clean_image_upload` alone would refuse a 2 GB upload only after all of it
 had been written. This handler stops writing once a file passes the limit, deletes what it had
 written, and hands the form an empty :class:`OversizedUpload` that knows the file's size, so the
 person still reads "The file is 2048 MB; the limit is 15 MB" on the field they filled in (a

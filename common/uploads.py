@@ -26,6 +26,8 @@ ACCEPTED_FORMATS = {
     "PNG": ("png", {"optimize": True}),
     "WEBP": ("webp", {"quality": 92}),
 }
+# The file input's "accept" attribute for those formats.
+ACCEPT_ATTRIBUTE = ",".join(f"image/{fmt.lower()}" for fmt in ACCEPTED_FORMATS)
 
 
 # A person photo or a product shot is at most this much longer than wide (a standing person's

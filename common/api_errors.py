@@ -103,7 +103,7 @@ class ConflictError(exceptions.APIException):
 
 class ScopedByMethodThrottle(SimpleRateThrottle):
     """One budget for reads and one for writes, per user or per client address, counted
-    atomically (``tryon.ratelimit``): DRF's read-append-write let bursts through."""
+    atomically (``common.ratelimit``): DRF's read-append-write let bursts through."""
 
     def __init__(self):
         self.waiting = None  # the rate depends on the request's method: chosen in allow_request

@@ -1,12 +1,15 @@
-"""Where private files live: shoppers' photos, live previews and try-on results.
+"""Where files live and how they are named.
 
-They are kept outside MEDIA_ROOT (or in a private bucket, ``tryon.s3``) so no static or media
-route can ever serve them; a view that checks who is asking streams them instead, or hands out a
+Stored files get random names (``RandomName``: a client's file name never reaches the disk).
+Private files (shoppers' photos, live previews and try-on results) are kept
+outside MEDIA_ROOT (or in a private bucket, ``common.s3``) so no static or media route can ever
+serve them; a view that checks who is asking streams them instead, or hands out a
 short-lived signed URL where the storage has them (see ``tryon.views``).
 """
 
 import io
 import os
+import uuid
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -15,6 +18,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.core.signals import setting_changed
 from django.db import transaction
 from django.dispatch import receiver
+from django.utils.deconstruct import deconstructible
 from django.utils.functional import LazyObject, empty
 
 
@@ -86,3 +90,18 @@ def png_file(image, name: str) -> ContentFile:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return ContentFile(buffer.getvalue(), name=f"{name}.png")
+
+
+@deconstructible
+class RandomName:
+    """An ``upload_to`` that keeps the extension and replaces the client's file name by a UUID."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def __call__(self, instance, filename: str) -> str:
+        extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+        return f"{self.folder}/{uuid.uuid4().hex}.{extension}"
+
+    def __eq__(self, other):
+        return isinstance(other, RandomName) and other.folder == self.folder

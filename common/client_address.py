@@ -1,5 +1,5 @@
 """The client's address, found one way for everything that counts requests per address: the
-API's throttles (tryon.api_errors), the cap of anonymous jobs per address (tryon.intake) and
+API's throttles (common.api_errors), the cap of anonymous jobs per address (tryon.intake) and
 the sign-in lockout (django-axes, AXES_CLIENT_IP_CALLABLE).
 
 They must agree: were the lockout to believe an X-Forwarded-For the throttles ignore, a client

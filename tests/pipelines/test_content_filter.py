@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from pipelines import generate
+from pipelines.content_filter import SAFETY_FOLDER, ContentFiltered, load_content_filter
 from pipelines.errors import InvalidInputError, ModelNotFoundError, PipelineError
 from pipelines.params import GenerationParams
-from pipelines.safety import SAFETY_FOLDER, ContentFiltered, load_content_filter
 from pipelines.tryon import TryOnRequest, run
 
 FAST = {"steps": 2, "width": 128, "height": 192, "seed": 7}

@@ -1,0 +1,228 @@
+"""Loading installed models into torch and diffusers, never running code from a weights file.
+
+``.safetensors`` files hold only tensors; pickles are read with ``weights_only=True``; every file
+is checked against MODELS_DIR and the sha256 manifest first (``pipelines.registry``), and nothing
+loads while torch is told to unpickle fully. torch and diffusers are imported inside the loading
+functions: a worker checks its environment (``check_safe_loading_environment``) before either.
+"""
+
+import os
+import pickle
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cache import cached_model
+from .errors import InvalidInputError, ModelNotFoundError, UntrustedModelError
+from .registry import (
+    CONFIG_DIR_SUFFIX,
+    WEIGHT_SUFFIXES,
+    ModelEntry,
+    check_inside_models_dir,
+    checked_path,
+    is_diffusers_folder,
+    model_files,
+    require_listed,
+    weights_file,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import StableDiffusionControlNetInpaintPipeline
+
+PICKLE_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
+# torch reads this variable to turn full unpickling back on for ``torch.load`` calls that do not
+# pass ``weights_only``, as some libraries' loaders do; these are the values it takes as "on".
+NO_WEIGHTS_ONLY_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+_TORCH_TRUE_VALUES = ("1", "y", "yes", "true")
+
+
+def check_safe_loading_environment(environ: dict[str, str] | None = None) -> None:
+    """Refuse to go on when torch is told to unpickle checkpoints fully (which can run code).
+
+    Workers and the CLI call this before loading anything; ``environ`` defaults to the process's.
+    """
+    value = (os.environ if environ is None else environ).get(NO_WEIGHTS_ONLY_VARIABLE, "")
+    if value.lower() in _TORCH_TRUE_VALUES:
+        raise UntrustedModelError(
+            f"{NO_WEIGHTS_ONLY_VARIABLE}={value} is set: torch would then unpickle checkpoints "
+            "fully, which can run code hidden in them; unset it to load models"
+        )
+
+
+def load_state_dict(
+    path: Path, *, models_dir: Path | None = None, manifest: Path | None = None
+) -> "dict[str, torch.Tensor]":
+    """The tensors of a weights file, by name, never running code from the file.
+
+    ``.safetensors`` files hold only tensors; pickles (``.ckpt``, ``.pth``, ``.pt``, ``.bin``)
+    are read with ``weights_only=True``, which refuses anything but tensors and plain containers.
+    A Lightning checkpoint's ``state_dict`` is unwrapped. With a ``manifest``, the file must be
+    listed there with its sha256 (``UntrustedModelError`` otherwise).
+    """
+    resolved = checked_path(path, models_dir)
+    if not resolved.is_file():
+        raise ModelNotFoundError(f"model file {path} does not exist")
+    require_listed(Path(path), manifest, models_dir=models_dir)
+    suffix = resolved.suffix.lower()
+    if suffix == ".safetensors":
+        return _load_safetensors(resolved, Path(path).name)
+    if suffix in PICKLE_SUFFIXES:
+        return _tensors_only(_load_pickle(resolved, Path(path).name), Path(path).name)
+    raise InvalidInputError(
+        "model", f"{Path(path).name}: weights must be {', '.join(WEIGHT_SUFFIXES)} files"
+    )
+
+
+def _load_safetensors(path: Path, shown: str) -> "dict[str, torch.Tensor]":
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except SafetensorError as error:
+        raise InvalidInputError("model", f"{shown} is not a readable .safetensors file") from error
+
+
+def _load_pickle(path: Path, shown: str) -> Any:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise InvalidInputError(
+            "model",
+            f"{shown} needs full unpickling, which can run code, so it is refused; convert it to "
+            ".safetensors (e.g. on a trusted machine: safetensors.torch.save_file("
+            "torch.load(path, weights_only=False)['state_dict'], 'model.safetensors'))",
+        ) from error
+    except (RuntimeError, EOFError, OSError) as error:
+        raise InvalidInputError("model", f"{shown} is not a readable checkpoint") from error
+
+
+def _tensors_only(state: Any, shown: str) -> "dict[str, torch.Tensor]":
+    import torch
+
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(
+        isinstance(value, torch.Tensor) for value in state.values()
+    ):
+        raise InvalidInputError("model", f"{shown} is not a state dict of tensors")
+    return state
+
+
+def load_pipeline(
+    checkpoint: ModelEntry,
+    controlnets: list[ModelEntry],
+    *,
+    vae: ModelEntry | None = None,
+    dtype: "torch.dtype | None" = None,
+    manifest: Path | None = None,
+) -> "StableDiffusionControlNetInpaintPipeline":
+    """A ControlNet inpainting pipeline from installed models, without touching the network.
+
+    Several ControlNets are combined in a ``MultiControlNetModel`` (in the order given). Each
+    component is loaded once per process and shared (see ``pipelines.cache``); the pipeline
+    object and its scheduler are new on every call, so changing the sampler stays local.
+    A single-file model needs a diffusers config folder beside it, named ``<file>.config``.
+    With a ``manifest``, every weights file must be listed there with its sha256.
+    """
+    from diffusers import MultiControlNetModel, StableDiffusionControlNetInpaintPipeline
+
+    _require_kind(checkpoint, "checkpoints")
+    if not controlnets:
+        raise InvalidInputError("controlnets", "at least one ControlNet is needed")
+    for entry in (checkpoint, *controlnets, *([vae] if vae is not None else [])):
+        check_inside_models_dir(entry)
+        for path in model_files(entry):
+            require_listed(path, manifest, models_dir=entry.models_dir)
+    components = dict(_cached(checkpoint, dtype, _load_checkpoint_components))
+    nets = [
+        _cached(_require_kind(net, "controlnet"), dtype, _load_controlnet) for net in controlnets
+    ]
+    if vae is not None:
+        components["vae"] = _cached(_require_kind(vae, "vae"), dtype, _load_vae)
+    scheduler = components["scheduler"]
+    components["scheduler"] = type(scheduler).from_config(scheduler.config)
+    return StableDiffusionControlNetInpaintPipeline(
+        **components,
+        controlnet=MultiControlNetModel(nets) if len(nets) > 1 else nets[0],
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def _require_kind(entry: ModelEntry, kind: str) -> ModelEntry:
+    if entry.kind != kind:
+        raise InvalidInputError(kind, f"{entry.filename} is a {entry.kind} model, not {kind}")
+    return entry
+
+
+def _cached(entry: ModelEntry, dtype: Any, loader: Any) -> Any:
+    return cached_model(
+        weights_file(entry),
+        lambda _: loader(entry, dtype),
+        kind=f"{loader.__name__}:{entry.path}:{dtype}",
+    )
+
+
+def _load_kwargs(dtype: Any) -> dict[str, Any]:
+    # local_files_only: a missing file is an error here, never a download.
+    return {"local_files_only": True, **({"dtype": dtype} if dtype is not None else {})}
+
+
+def _single_file_config(entry: ModelEntry) -> Path:
+    config = entry.path.with_name(entry.path.name + CONFIG_DIR_SUFFIX)
+    if not is_diffusers_folder(config):
+        raise ModelNotFoundError(
+            f"{entry.kind} {entry.filename} is a single file; it needs its diffusers configs in "
+            f"the folder {config} (model_index.json or config.json), since nothing is downloaded"
+        )
+    return config
+
+
+def _require_safetensors(entry: ModelEntry) -> None:
+    if entry.format != "safetensors":
+        # diffusers would read a pickle with full unpickling; only .safetensors is safe there.
+        raise InvalidInputError(
+            entry.kind, f"{entry.filename}: single-file models must be .safetensors files"
+        )
+
+
+def _load_checkpoint_components(entry: ModelEntry, dtype: Any) -> dict[str, Any]:
+    from diffusers import StableDiffusionInpaintPipeline
+
+    options = {**_load_kwargs(dtype), "safety_checker": None, "requires_safety_checker": False}
+    if entry.format == "diffusers":
+        pipe = StableDiffusionInpaintPipeline.from_pretrained(entry.path, **options)
+    else:
+        _require_safetensors(entry)
+        config = _single_file_config(entry)
+        pipe = StableDiffusionInpaintPipeline.from_single_file(
+            str(entry.path), config=str(config), **options
+        )
+    return {
+        name: pipe.components[name]
+        for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
+    }
+
+
+def _load_controlnet(entry: ModelEntry, dtype: Any) -> Any:
+    from diffusers import ControlNetModel
+
+    return _load_model(ControlNetModel, entry, dtype)
+
+
+def _load_vae(entry: ModelEntry, dtype: Any) -> Any:
+    from diffusers import AutoencoderKL
+
+    return _load_model(AutoencoderKL, entry, dtype)
+
+
+def _load_model(model_class: Any, entry: ModelEntry, dtype: Any) -> Any:
+    if entry.format == "diffusers":
+        return model_class.from_pretrained(entry.path, **_load_kwargs(dtype))
+    _require_safetensors(entry)
+    config = _single_file_config(entry)
+    return model_class.from_single_file(str(entry.path), config=str(config), **_load_kwargs(dtype))
