@@ -150,6 +150,7 @@ def _generation_params(args):
         "width": args.width,
         "height": args.height,
         "checkpoint": args.checkpoint,
+        "vae": args.vae,
     }
     return GenerationParams(**{k: v for k, v in options.items() if v is not None})
 
@@ -320,6 +321,7 @@ def _cmd_infotext(args) -> dict:
 
 
 def _cmd_models(args) -> list:
+    from .architectures import architecture_of
     from .registry import manifest_lines, model_hash, scan_models
 
     models_dir = Path(args.models)
@@ -328,7 +330,13 @@ def _cmd_models(args) -> list:
         lines = manifest_lines(entries, models_dir)
         Path(args.write_manifest).write_text("".join(f"{line}\n" for line in lines))
     return [
-        {"kind": e.kind, "name": e.name, "path": str(e.path), "hash": model_hash(e)}
+        {
+            "kind": e.kind,
+            "name": e.name,
+            "path": str(e.path),
+            "hash": model_hash(e),
+            "architecture": architecture_of(e),
+        }
         for e in entries
     ]
 
@@ -438,6 +446,7 @@ def _add_generation_arguments(command) -> None:
         help="load only model files listed in this sha256sum file (default: $MODELS_MANIFEST)",
     )
     command.add_argument("--checkpoint", help="an installed checkpoint's name")
+    command.add_argument("--vae", help="an installed VAE's name (default: the checkpoint's own)")
     command.add_argument("--prompt", help="words added to the built prompt; <lora:name:w> tags")
     command.add_argument("--negative", help="words added to the negative prompt")
     command.add_argument("--sampler", help="a WebUI sampler name, e.g. 'DPM++ 2M Karras'")

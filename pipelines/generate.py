@@ -16,6 +16,7 @@
 Only workers import this module: it imports torch and diffusers.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -454,7 +455,7 @@ class Generator:
                 width=params.width,
                 height=params.height,
                 strength=strength,
-                num_inference_steps=params.steps,
+                num_inference_steps=schedule_steps(params.steps, strength),
                 guidance_scale=params.cfg_scale,
                 generator=torch.Generator("cpu").manual_seed(seed),
                 controlnet_conditioning_scale=[u.weight for u in units],
@@ -529,6 +530,13 @@ def inpaint_pass(
     )
     pasted = paste_back(image, processed, box, mask, color_correction=color_correction)
     return PassResult(pasted, processed, box)
+
+
+def schedule_steps(steps: int, strength: float) -> int:
+    """The schedule's length for ``steps`` at ``strength``: diffusers samples only the last
+    ``int(steps × strength)`` of it, which is none for ``--steps 1`` at 0.75. The WebUI still
+    runs one step there; a schedule long enough for one does the same."""
+    return max(steps, math.ceil(1 / strength)) if strength > 0 else steps
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import torch
     from diffusers import StableDiffusionControlNetInpaintPipeline
 
+    from .architectures import Architecture
+
 PICKLE_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
 # torch reads this variable to turn full unpickling back on for ``torch.load`` calls that do not
 # pass ``weights_only``, as some libraries' loaders do; these are the values it takes as "on".
@@ -124,7 +126,9 @@ def load_pipeline(
     Several ControlNets are combined in a ``MultiControlNetModel`` (in the order given). Each
     component is loaded once per process and shared (see ``pipelines.cache``); the pipeline
     object and its scheduler are new on every call, so changing the sampler stays local.
-    A single-file model needs a diffusers config folder beside it, named ``<file>.config``.
+    A single file (a WebUI/ComfyUI checkpoint, a lllyasviel ``.pth`` ControlNet, a VAE) is read
+    with the shipped configs of the architecture its keys show (``pipelines.architectures``);
+    a diffusers config folder beside it, named ``<file>.config``, wins where present.
     With a ``manifest``, every weights file must be listed there with its sha256.
     """
     from diffusers import MultiControlNetModel, StableDiffusionControlNetInpaintPipeline
@@ -172,39 +176,83 @@ def _load_kwargs(dtype: Any) -> dict[str, Any]:
     return {"local_files_only": True, **({"dtype": dtype} if dtype is not None else {})}
 
 
-def _single_file_config(entry: ModelEntry) -> Path:
-    config = entry.path.with_name(entry.path.name + CONFIG_DIR_SUFFIX)
-    if not is_diffusers_folder(config):
+def _single_file_config(entry: ModelEntry, architecture: "Architecture") -> Path:
+    """The diffusers configs a single file is read with: a ``<file>.config`` folder beside it
+    when there is one (a model of unusual shape), else the shipped configs of the architecture
+    its keys show (``pipelines/configs``)."""
+    beside = entry.path.with_name(entry.path.name + CONFIG_DIR_SUFFIX)
+    if is_diffusers_folder(beside):
+        return beside
+    try:
+        return architecture.config_folder()
+    except ModelNotFoundError:
         raise ModelNotFoundError(
-            f"{entry.kind} {entry.filename} is a single file; it needs its diffusers configs in "
-            f"the folder {config} (model_index.json or config.json), since nothing is downloaded"
-        )
-    return config
+            f"{entry.filename} is an {architecture.label}: its diffusers configs are needed in "
+            f"the folder {beside} (model_index.json or config.json), since nothing is downloaded"
+        ) from None
 
 
-def _require_safetensors(entry: ModelEntry) -> None:
-    if entry.format != "safetensors":
-        # diffusers would read a pickle with full unpickling; only .safetensors is safe there.
+def _single_file_state(entry: ModelEntry, kind: str) -> "tuple[dict, Architecture]":
+    """A single file's tensors (tensor-only reads, see ``load_state_dict``) and the architecture
+    they show, which must be of ``kind``."""
+    from .architectures import detect
+
+    state = load_state_dict(entry.path)
+    shapes = {name: tuple(tensor.shape) for name, tensor in state.items()}
+    architecture = detect(shapes, shown=entry.filename)
+    if architecture.kind != kind:
         raise InvalidInputError(
-            entry.kind, f"{entry.filename}: single-file models must be .safetensors files"
+            kind, f"{entry.filename} is a {architecture.label}, not a model for {kind}/"
         )
+    return state, architecture
 
 
 def _load_checkpoint_components(entry: ModelEntry, dtype: Any) -> dict[str, Any]:
     from diffusers import StableDiffusionInpaintPipeline
 
-    options = {**_load_kwargs(dtype), "safety_checker": None, "requires_safety_checker": False}
     if entry.format == "diffusers":
+        options = {**_load_kwargs(dtype), "safety_checker": None, "requires_safety_checker": False}
         pipe = StableDiffusionInpaintPipeline.from_pretrained(entry.path, **options)
-    else:
-        _require_safetensors(entry)
-        config = _single_file_config(entry)
-        pipe = StableDiffusionInpaintPipeline.from_single_file(
-            str(entry.path), config=str(config), **options
+        return {
+            name: pipe.components[name]
+            for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
+        }
+    state, architecture = _single_file_state(entry, "checkpoints")
+    if architecture.family == "sdxl":
+        raise InvalidInputError(
+            "checkpoint", f"{entry.filename} is an {architecture.label}; the engine runs SD 1.5"
         )
+    return _sd15_components(state, _single_file_config(entry, architecture), dtype)
+
+
+def _sd15_components(state: dict, folder: Path, dtype: Any) -> dict[str, Any]:
+    """An SD 1.5 checkpoint's UNet, VAE and CLIP text encoder converted from the original
+    layout by diffusers' converters, with the configs in ``folder``; the tokenizer from the
+    folder or, as a single file has none, CLIP's own (``pipelines.clip_tokenizer``)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+    from diffusers.schedulers import PNDMScheduler
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from .clip_tokenizer import tokenizer_folder
+
+    options = {"config": str(folder), **_load_kwargs(dtype)}
+    tokenizer = folder / "tokenizer"
     return {
-        name: pipe.components[name]
-        for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
+        "unet": UNet2DConditionModel.from_single_file(state, subfolder="unet", **options),
+        "vae": AutoencoderKL.from_single_file(state, subfolder="vae", **options),
+        "text_encoder": create_diffusers_clip_model_from_ldm(
+            CLIPTextModel,
+            state,
+            subfolder="text_encoder",
+            config=str(folder),
+            torch_dtype=dtype,
+            local_files_only=True,
+        ),
+        "tokenizer": CLIPTokenizer.from_pretrained(
+            tokenizer if tokenizer.is_dir() else tokenizer_folder(), local_files_only=True
+        ),
+        "scheduler": PNDMScheduler.from_pretrained(folder, subfolder="scheduler"),
     }
 
 
@@ -221,8 +269,14 @@ def _load_vae(entry: ModelEntry, dtype: Any) -> Any:
 
 
 def _load_model(model_class: Any, entry: ModelEntry, dtype: Any) -> Any:
+    """A ControlNet or VAE: a diffusers folder, or a single file of either key layout (a
+    lllyasviel ``.pth``, an original VAE, or diffusers' own keys in one file)."""
     if entry.format == "diffusers":
         return model_class.from_pretrained(entry.path, **_load_kwargs(dtype))
-    _require_safetensors(entry)
-    config = _single_file_config(entry)
-    return model_class.from_single_file(str(entry.path), config=str(config), **_load_kwargs(dtype))
+    state, architecture = _single_file_state(entry, entry.kind)
+    config = _single_file_config(entry, architecture)
+    if architecture.layout == "diffusers":
+        model = model_class.from_config(model_class.load_config(config))
+        model.load_state_dict(state)
+        return model.to(dtype) if dtype is not None else model
+    return model_class.from_single_file(state, config=str(config), **_load_kwargs(dtype))

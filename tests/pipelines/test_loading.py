@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from pipelines.errors import InvalidInputError, ModelNotFoundError
+from pipelines.errors import InvalidInputError
 from pipelines.loading import load_pipeline, load_state_dict
 from pipelines.registry import resolve_model, scan_models
 
@@ -124,111 +124,43 @@ def test_wrong_kinds_are_refused(tiny_kit):
         load_pipeline(checkpoint, [])
 
 
-def test_a_single_file_needs_its_local_config_and_safetensors(tiny_kit, tmp_path, no_network):
+def test_a_single_file_of_no_known_architecture_is_refused(tiny_kit, tmp_path, no_network):
+    """Without a config folder, a single file is read with the configs of the architecture its
+    keys show; one that shows none is refused with what was found, pickle or safetensors."""
     controlnet = resolve_model(scan_models(tiny_kit), "controlnet", "tiny-canny")
     _save_tensors(tmp_path / "checkpoints/sd15.safetensors")
     pickled = tmp_path / "checkpoints/sd15-old.ckpt"
     torch.save({"w": torch.ones(1)}, pickled)
     entries = scan_models(tmp_path)
-    with pytest.raises(ModelNotFoundError, match=r"sd15\.safetensors\.config"):
-        load_pipeline(resolve_model(entries, "checkpoints", "sd15"), [controlnet])
-    with pytest.raises(InvalidInputError, match=r"must be \.safetensors"):
-        load_pipeline(resolve_model(entries, "checkpoints", "sd15-old"), [controlnet])
+    for name in ("sd15", "sd15-old"):
+        refusal = r"not an SD 1\.5 or SDXL checkpoint"
+        with pytest.raises(InvalidInputError, match=refusal) as refused:
+            load_pipeline(resolve_model(entries, "checkpoints", name), [controlnet])
+        assert name in str(refused.value)
 
 
 # --- a single-file checkpoint -------------------------------------------------------------------
 
-_UNET_RESNET = {
-    "norm1": "in_layers.0",
-    "conv1": "in_layers.2",
-    "norm2": "out_layers.0",
-    "conv2": "out_layers.3",
-    "time_emb_proj": "emb_layers.1",
-    "conv_shortcut": "skip_connection",
-}
-_VAE_ATTENTION = {
-    "group_norm": "norm",
-    "to_q": "q",
-    "to_k": "k",
-    "to_v": "v",
-    "to_out.0": "proj_out",
-}
-
-
-def _rename(rest: str, table: dict[str, str]) -> str:
-    for new, old in table.items():
-        if rest.startswith(new + "."):
-            return old + rest[len(new) :]
-    return rest
-
-
-def _ldm_unet_key(key: str, per_block: int, attention_up: list[bool]) -> str:
-    """The original SD name of a diffusers UNet key: the inverse of diffusers' own conversion."""
-    import re
-
-    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
-
-    fixed = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]
-    if key in fixed:
-        return fixed[key]
-    parts = re.match(r"(down_blocks|up_blocks|mid_block)\.(\d+\.)?(\w+)\.(\d+)\.(.*)", key)
-    where, block, part, index, rest = parts.groups()
-    block, index = int(block[:-1]) if block else 0, int(index)
-    rest = _rename(rest, _UNET_RESNET) if part == "resnets" else rest
-    if where == "mid_block":
-        return f"middle_block.{1 if part == 'attentions' else 2 * index}.{rest}"
-    if where == "down_blocks":
-        layer = 1 + block * (per_block + 1) + (per_block if part == "downsamplers" else index)
-        slot = "0.op" if part == "downsamplers" else "1" if part == "attentions" else "0"
-        return f"input_blocks.{layer}.{slot}.{rest.removeprefix('conv.')}"
-    layer = block * (per_block + 1) + (per_block if part == "upsamplers" else index)
-    if part == "upsamplers":
-        slot = "2" if attention_up[block] else "1"
-    else:
-        slot = "1" if part == "attentions" else "0"
-    return f"output_blocks.{layer}.{slot}.{rest}"
-
-
-def _ldm_vae_key(key: str, blocks: int) -> str:
-    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
-
-    fixed = DIFFUSERS_TO_LDM_MAPPING["vae"]
-    if key in fixed:
-        return fixed[key]
-    coder, rest = key.split(".", 1)
-    if rest.startswith("mid_block.attentions.0."):
-        return f"{coder}.mid.attn_1.{_rename(rest.split('.', 3)[3], _VAE_ATTENTION)}"
-    if rest.startswith("mid_block.resnets."):
-        index, rest = rest.removeprefix("mid_block.resnets.").split(".", 1)
-        return f"{coder}.mid.block_{int(index) + 1}.{rest.replace('conv_shortcut', 'nin_shortcut')}"
-    where, block, part, index, rest = rest.split(".", 4)
-    ldm_block = int(block) if where == "down_blocks" else blocks - 1 - int(block)
-    ldm_where = "down" if where == "down_blocks" else "up"
-    if part in ("downsamplers", "upsamplers"):
-        return f"{coder}.{ldm_where}.{ldm_block}.{part[:-2]}.{rest}"
-    rest = rest.replace("conv_shortcut", "nin_shortcut")
-    return f"{coder}.{ldm_where}.{ldm_block}.block.{index}.{rest}"
-
 
 def _save_as_single_file(pipeline_dir: Path, path: Path) -> None:
-    """The tiny pipeline as one original-SD-layout .safetensors (diffusers ships no converter)."""
+    """The tiny kit's diffusers pipeline as one original-layout .safetensors."""
     import json
 
     from safetensors.torch import load_file
 
-    unet_config = json.loads((pipeline_dir / "unet/config.json").read_text())
-    attention_up = ["CrossAttn" in kind for kind in unet_config["up_block_types"]]
-    vae_blocks = len(json.loads((pipeline_dir / "vae/config.json").read_text())["up_block_types"])
-    state = {}
+    from tests import model_files as mf
+
     weights = "diffusion_pytorch_model.safetensors"
-    for key, value in load_file(pipeline_dir / "unet" / weights).items():
-        ldm = _ldm_unet_key(key, unet_config["layers_per_block"], attention_up)
-        state["model.diffusion_model." + ldm] = value
-    for key, value in load_file(pipeline_dir / "vae" / weights).items():
-        state["first_stage_model." + _ldm_vae_key(key, vae_blocks)] = value
-    for key, value in load_file(pipeline_dir / "text_encoder/model.safetensors").items():
-        # transformers 5 saves CLIPTextModel's keys without the "text_model." the SD layout has
-        state["cond_stage_model.transformer.text_model." + key.removeprefix("text_model.")] = value
+    config = {
+        part: json.loads((pipeline_dir / part / "config.json").read_text())
+        for part in ("unet", "vae")
+    }
+    unet = mf.unet_to_ldm(load_file(pipeline_dir / "unet" / weights), config["unet"])
+    vae = mf.vae_to_ldm(load_file(pipeline_dir / "vae" / weights), config["vae"])
+    text = mf.clip_to_ldm(load_file(pipeline_dir / "text_encoder/model.safetensors"))
+    state = {mf.UNET_PREFIX + key: value for key, value in unet.items()}
+    state |= {mf.VAE_PREFIX + key: value for key, value in vae.items()}
+    state |= {mf.SD15_CLIP_PREFIX + key: value for key, value in text.items()}
     save_file(state, str(path))
 
 

@@ -1,0 +1,126 @@
+"""A models folder as the WebUI and ComfyUI have it: single files in their original layouts
+(CompVis checkpoints, lllyasviel ``.pth`` ControlNets, an original VAE, a kohya LoRA) run the
+``sd`` engine from the CLI.
+
+The files are tiny (tests/model_files.py), so their tiny diffusers configs are passed
+explicitly in ``<file>.config`` folders; the shipped full-size configs are proven on
+full-size files by ``bench/full_size_formats.py`` and on their parameter counts in
+test_architectures.py.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from pipelines.__main__ import main
+from pipelines.architectures import CONFIGS
+from pipelines.infotext import parse_infotext, read_png_infotext
+from pipelines.samples import draw_product_shot
+from tests import model_files as mf
+
+OPENPOSE = "control_v11p_sd15_openpose"
+CANNY = "control_v11p_sd15_canny"
+VAE = "vae-ft-mse-840000-ema-pruned"
+
+
+def _config_beside(path: Path, configs: dict, tokenizer: Path) -> None:
+    """The tiny checkpoint's own diffusers configs, in ``<file>.config`` beside it."""
+    folder = path.with_name(path.name + ".config")
+    shutil.copytree(CONFIGS / "sd15", folder)  # model_index.json and the scheduler
+    for part, key in (("unet", "unet_config"), ("vae", "vae_config")):
+        (folder / part / "config.json").write_text(json.dumps(configs[key]))
+    (folder / "text_encoder" / "config.json").write_text(
+        json.dumps({**configs["text_config"], "model_type": "clip_text_model"})
+    )
+    shutil.copytree(tokenizer, folder / "tokenizer")  # the tiny text encoder's own vocabulary
+
+
+def _model_config_beside(path: Path, config: dict) -> None:
+    folder = path.with_name(path.name + ".config")
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.fixture(scope="module")
+def webui_models(tmp_path_factory, tiny_kit) -> Path:
+    """MODELS_DIR with only WebUI-style files: two checkpoints, two ``.pth`` ControlNets, a VAE
+    and a kohya LoRA, in ComfyUI's folder names."""
+    root = tmp_path_factory.mktemp("webui-models")
+    tokenizer = tiny_kit / "checkpoints" / "tiny-sd-inpaint" / "tokenizer"
+    for name, inpainting, seed in (("tiny-inpainting", True, 1), ("tiny", False, 2)):
+        configs = mf.tiny_sd15_configs(inpainting)
+        path = root / "checkpoints" / f"{name}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mf.write_sd15_checkpoint(path, **configs, seed=seed)
+        _config_beside(path, configs, tokenizer)
+    (root / "controlnet").mkdir()
+    for name, seed in ((OPENPOSE, 3), (CANNY, 4)):
+        path = mf.write_controlnet_pth(
+            root / "controlnet" / f"{name}.pth", mf.tiny_controlnet_config(), seed=seed
+        )
+        _model_config_beside(path, mf.tiny_controlnet_config())
+    (root / "vae").mkdir()
+    vae_config = mf.tiny_sd15_configs()["vae_config"]
+    _model_config_beside(mf.write_vae(root / "vae" / f"{VAE}.safetensors", vae_config, seed=5), {})
+    (root / "vae" / f"{VAE}.safetensors.config" / "config.json").write_text(json.dumps(vae_config))
+    (root / "loras").mkdir()
+    models = mf.sd15_models(**mf.tiny_sd15_configs(inpainting=True), seed=1)
+    mf.write_kohya_lora(
+        root / "loras" / "tiny-kohya.safetensors", models["unet"], models["text_encoder"], seed=6
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("pictures")
+    Image.fromarray(data.astronaut()).save(folder / "astronaut.png")
+    draw_product_shot("tshirt", size=(384, 512)).image.save(folder / "tee.png")
+    return folder
+
+
+def _tryon(webui_models, pictures, out: Path, *extra: str) -> np.ndarray:
+    args = ["tryon", "--engine", "sd", "--models", str(webui_models)]
+    args += ["--person", str(pictures / "astronaut.png"), "--garment", str(pictures / "tee.png")]
+    args += ["--category", "upper", "--steps", "1", "--width", "128", "--height", "128"]
+    args += ["--seed", "3", "--out", str(out), *extra]
+    assert main(args) == 0
+    return np.asarray(Image.open(out / "result.png").convert("RGB"), dtype=np.int16)
+
+
+def test_a_webui_models_folder_runs_the_sd_engine(webui_models, pictures, tmp_path, capsys):
+    plain = _tryon(webui_models, pictures, tmp_path / "plain")
+    info = parse_infotext(read_png_infotext(tmp_path / "plain" / "result.png"))
+    # With both installed, the inpainting checkpoint is the default; the ControlNets are the
+    # .pth files, found by their kind in their WebUI names.
+    assert info["Model"] == "tiny-inpainting"
+    assert OPENPOSE in info["ControlNet 0"] and CANNY in info["ControlNet 1"]
+
+    normal = _tryon(webui_models, pictures, tmp_path / "normal", "--checkpoint", "tiny")
+    info = parse_infotext(read_png_infotext(tmp_path / "normal" / "result.png"))
+    assert info["Model"] == "tiny"  # a 4-channel checkpoint inpaints too
+    assert np.abs(normal - plain).mean() > 1
+
+    lora = _tryon(webui_models, pictures, tmp_path / "lora", "--prompt", "<lora:tiny-kohya:0.8>")
+    assert np.abs(lora - plain).mean() > 0.5
+    assert "tiny-kohya" in read_png_infotext(tmp_path / "lora" / "result.png")
+
+    vae = _tryon(webui_models, pictures, tmp_path / "vae", "--vae", VAE)
+    info = parse_infotext(read_png_infotext(tmp_path / "vae" / "result.png"))
+    assert info["VAE"] == f"{VAE}.safetensors"
+    assert np.abs(vae - plain).mean() > 1
+
+
+def test_the_listing_names_each_files_kind(webui_models, capsys):
+    assert main(["models", "--models", str(webui_models)]) == 0
+    listed = {m["name"]: m["architecture"] for m in json.loads(capsys.readouterr().out)}
+    assert listed[OPENPOSE] == listed[CANNY] == "unknown-family ControlNet"
+    assert listed["tiny-inpainting"] == "unknown-family inpainting checkpoint"
+    assert listed["tiny"] == "unknown-family normal checkpoint"
+    assert listed[VAE] == "VAE"
+    assert listed["tiny-kohya"] == "SD 1.5 LoRA (kohya)"
