@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -152,7 +153,15 @@ def _generation_params(args):
         "checkpoint": args.checkpoint,
         "vae": args.vae,
     }
-    return GenerationParams(**{k: v for k, v in options.items() if v is not None})
+    params = GenerationParams(**{k: v for k, v in options.items() if v is not None})
+    named = (args.controlnet_openpose or "", args.controlnet_canny or "")
+    if any(named):
+        units = tuple(
+            replace(unit, model=name) if name else unit
+            for unit, name in zip(params.controlnets, named, strict=True)
+        )
+        params = replace(params, controlnets=units)
+    return params
 
 
 def _garments(args) -> tuple:
@@ -447,6 +456,8 @@ def _add_generation_arguments(command) -> None:
     )
     command.add_argument("--checkpoint", help="an installed checkpoint's name")
     command.add_argument("--vae", help="an installed VAE's name (default: the checkpoint's own)")
+    command.add_argument("--controlnet-openpose", help="the OpenPose ControlNet's name")
+    command.add_argument("--controlnet-canny", help="the Canny ControlNet's name")
     command.add_argument("--prompt", help="words added to the built prompt; <lora:name:w> tags")
     command.add_argument("--negative", help="words added to the negative prompt")
     command.add_argument("--sampler", help="a WebUI sampler name, e.g. 'DPM++ 2M Karras'")

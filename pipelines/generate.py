@@ -32,7 +32,7 @@ from .engines import FETCH_HINT
 from .errors import GenerationCancelled, GenerationError, InvalidInputError, ModelNotFoundError
 from .loading import load_pipeline, load_state_dict
 from .params import CONTROL_MODES, CONTROL_NAMES, GenerationParams
-from .prompt_encoding import check_prompt_length, encode_prompt_pair
+from .prompt_encoding import check_prompt_length, encode_prompt_pair, encode_prompt_pair_xl
 from .prompts import check_prompt_characters, parse_prompt
 from .registry import ModelEntry, model_hash, resolve_model, scan_models
 from .request import RuntimeConfig
@@ -391,20 +391,38 @@ class Generator:
         check_prompt_length(prompt, self.pipe.tokenizer, field="prompt")
         check_prompt_length(negative_prompt, self.pipe.tokenizer, field="negative_prompt")
 
-    def _embeddings(self, prompt: str, negative_prompt: str, clip_skip: int) -> tuple:
+    @property
+    def is_sdxl(self) -> bool:
+        """Whether the checkpoint is SDXL's (two text encoders, pooled conditioning)."""
+        return getattr(self.pipe, "text_encoder_2", None) is not None
+
+    def _embeddings(self, prompt: str, negative_prompt: str, clip_skip: int) -> dict:
+        """The pipeline's embedding arguments for these prompts (cached for the run)."""
         key = (prompt, negative_prompt, clip_skip)
         if key not in self._encoded:
             # Before parsing: a prompt of megabytes is refused by its length alone. The token
             # cap is encode_prompt_pair's own (token_windows): no second tokenizing here.
             check_prompt_characters(len(prompt), field="prompt")
             check_prompt_characters(len(negative_prompt), field="negative_prompt")
-            self._encoded[key] = encode_prompt_pair(
-                parse_prompt(prompt),
-                parse_prompt(negative_prompt),
-                self.pipe.tokenizer,
-                self.pipe.text_encoder,
-                clip_skip=clip_skip,
-            )
+            parsed = parse_prompt(prompt), parse_prompt(negative_prompt)
+            pipe = self.pipe
+            if self.is_sdxl:
+                # SDXL always takes the penultimate layers: the WebUI ignores clip skip there.
+                cond, uncond, pooled, negative_pooled = encode_prompt_pair_xl(
+                    *parsed,
+                    (pipe.tokenizer, pipe.tokenizer_2),
+                    (pipe.text_encoder, pipe.text_encoder_2),
+                )
+                extra = {
+                    "pooled_prompt_embeds": pooled,
+                    "negative_pooled_prompt_embeds": negative_pooled,
+                }
+            else:
+                cond, uncond = encode_prompt_pair(
+                    *parsed, pipe.tokenizer, pipe.text_encoder, clip_skip=clip_skip
+                )
+                extra = {}
+            self._encoded[key] = {"prompt_embeds": cond, "negative_prompt_embeds": uncond, **extra}
         return self._encoded[key]
 
     def paint(
@@ -424,7 +442,7 @@ class Generator:
         """One image at the processing size: ``image``, ``mask`` and ``controls`` already are."""
         pipe = self.pipe
         pipe.scheduler = make_scheduler(params.sampler, pipe.scheduler.config)
-        cond, uncond = self._embeddings(prompt, negative_prompt, params.clip_skip)
+        embeddings = self._embeddings(prompt, negative_prompt, params.clip_skip)
         device = pipe._execution_device
         units = params.controlnets
         pipe.controlnet.set_modes(
@@ -447,8 +465,7 @@ class Generator:
             raise GenerationCancelled("cancelled")
         try:
             result = pipe(
-                prompt_embeds=cond.to(device, self.dtype),
-                negative_prompt_embeds=uncond.to(device, self.dtype),
+                **{name: value.to(device, self.dtype) for name, value in embeddings.items()},
                 image=image,
                 mask_image=mask,
                 control_image=list(controls),

@@ -8,6 +8,7 @@ functions: a worker checks its environment (``check_safe_loading_environment``) 
 
 import os
 import pickle
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,7 +132,11 @@ def load_pipeline(
     a diffusers config folder beside it, named ``<file>.config``, wins where present.
     With a ``manifest``, every weights file must be listed there with its sha256.
     """
-    from diffusers import MultiControlNetModel, StableDiffusionControlNetInpaintPipeline
+    from diffusers import (
+        MultiControlNetModel,
+        StableDiffusionControlNetInpaintPipeline,
+        StableDiffusionXLControlNetInpaintPipeline,
+    )
 
     _require_kind(checkpoint, "checkpoints")
     if not controlnets:
@@ -141,20 +146,40 @@ def load_pipeline(
         for path in model_files(entry):
             require_listed(path, manifest, models_dir=entry.models_dir)
     components = dict(_cached(checkpoint, dtype, _load_checkpoint_components))
+    sdxl = "text_encoder_2" in components
     nets = [
         _cached(_require_kind(net, "controlnet"), dtype, _load_controlnet) for net in controlnets
     ]
+    for entry, net in zip(controlnets, nets, strict=True):
+        _require_fit(entry, net, checkpoint, components["unet"])
     if vae is not None:
-        components["vae"] = _cached(_require_kind(vae, "vae"), dtype, _load_vae)
+        loader = _load_sdxl_vae if sdxl else _load_vae
+        components["vae"] = _cached(_require_kind(vae, "vae"), dtype, loader)
     scheduler = components["scheduler"]
     components["scheduler"] = type(scheduler).from_config(scheduler.config)
+    controlnet = MultiControlNetModel(nets) if len(nets) > 1 else nets[0]
+    if sdxl:
+        return StableDiffusionXLControlNetInpaintPipeline(
+            **components, controlnet=controlnet, requires_aesthetics_score=False
+        )
     return StableDiffusionControlNetInpaintPipeline(
         **components,
-        controlnet=MultiControlNetModel(nets) if len(nets) > 1 else nets[0],
+        controlnet=controlnet,
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def _require_fit(entry: ModelEntry, net: Any, checkpoint: ModelEntry, unet: Any) -> None:
+    """A ControlNet reads the UNet's text conditioning: an SD 1.5 one cannot guide SDXL."""
+    width, wanted = net.config.cross_attention_dim, unet.config.cross_attention_dim
+    if width != wanted:
+        raise InvalidInputError(
+            "controlnet",
+            f"{entry.filename} (text width {width}) does not fit {checkpoint.filename} "
+            f"(text width {wanted}): an SD 1.5 ControlNet guides SD 1.5, an SDXL one SDXL",
+        )
 
 
 def _require_kind(entry: ModelEntry, kind: str) -> ModelEntry:
@@ -208,52 +233,81 @@ def _single_file_state(entry: ModelEntry, kind: str) -> "tuple[dict, Architectur
 
 
 def _load_checkpoint_components(entry: ModelEntry, dtype: Any) -> dict[str, Any]:
-    from diffusers import StableDiffusionInpaintPipeline
-
     if entry.format == "diffusers":
-        options = {**_load_kwargs(dtype), "safety_checker": None, "requires_safety_checker": False}
-        pipe = StableDiffusionInpaintPipeline.from_pretrained(entry.path, **options)
-        return {
-            name: pipe.components[name]
-            for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
-        }
+        return _folder_components(entry.path, dtype)
     state, architecture = _single_file_state(entry, "checkpoints")
-    if architecture.family == "sdxl":
-        raise InvalidInputError(
-            "checkpoint", f"{entry.filename} is an {architecture.label}; the engine runs SD 1.5"
-        )
-    return _sd15_components(state, _single_file_config(entry, architecture), dtype)
+    folder = _single_file_config(entry, architecture)
+    return _checkpoint_components(state, folder, dtype, sdxl=architecture.family == "sdxl")
 
 
-def _sd15_components(state: dict, folder: Path, dtype: Any) -> dict[str, Any]:
-    """An SD 1.5 checkpoint's UNet, VAE and CLIP text encoder converted from the original
-    layout by diffusers' converters, with the configs in ``folder``; the tokenizer from the
-    folder or, as a single file has none, CLIP's own (``pipelines.clip_tokenizer``)."""
+def _folder_components(folder: Path, dtype: Any) -> dict[str, Any]:
+    """A diffusers pipeline folder's components; SDXL's (its model_index names an XL pipeline)
+    with the second text encoder and tokenizer."""
+    import json
+
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionXLInpaintPipeline
+
+    index = json.loads((folder / "model_index.json").read_text())
+    names = ["vae", "text_encoder", "tokenizer", "unet", "scheduler"]
+    if "XL" in index.get("_class_name", ""):
+        pipe = StableDiffusionXLInpaintPipeline.from_pretrained(folder, **_load_kwargs(dtype))
+        names += ["text_encoder_2", "tokenizer_2"]
+    else:
+        options = {**_load_kwargs(dtype), "safety_checker": None, "requires_safety_checker": False}
+        pipe = StableDiffusionInpaintPipeline.from_pretrained(folder, **options)
+    return {name: pipe.components[name] for name in names}
+
+
+def _checkpoint_components(state: dict, folder: Path, dtype: Any, *, sdxl: bool) -> dict[str, Any]:
+    """A checkpoint's UNet, VAE and CLIP text encoder(s) converted from the original layout by
+    diffusers' converters, with the configs in ``folder``; the tokenizers from the folder or,
+    as a single file has none, CLIP's own (``pipelines.clip_tokenizer``; SDXL's second pads
+    with "!"). SDXL adds bigG (``text_encoder_2``) and its tokenizer."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
-    from diffusers.schedulers import PNDMScheduler
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    from .clip_tokenizer import tokenizer_folder
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     options = {"config": str(folder), **_load_kwargs(dtype)}
-    tokenizer = folder / "tokenizer"
-    return {
+    components = {
         "unet": UNet2DConditionModel.from_single_file(state, subfolder="unet", **options),
         "vae": AutoencoderKL.from_single_file(state, subfolder="vae", **options),
-        "text_encoder": create_diffusers_clip_model_from_ldm(
-            CLIPTextModel,
+        "scheduler": _scheduler(folder),
+    }
+    encoders = {"text_encoder": (CLIPTextModel, "<|endoftext|>")}
+    if sdxl:
+        encoders["text_encoder_2"] = (CLIPTextModelWithProjection, "!")
+    for name, (model_class, pad) in encoders.items():
+        components[name] = create_diffusers_clip_model_from_ldm(
+            model_class,
             state,
-            subfolder="text_encoder",
+            subfolder=name,
             config=str(folder),
             torch_dtype=dtype,
             local_files_only=True,
-        ),
-        "tokenizer": CLIPTokenizer.from_pretrained(
-            tokenizer if tokenizer.is_dir() else tokenizer_folder(), local_files_only=True
-        ),
-        "scheduler": PNDMScheduler.from_pretrained(folder, subfolder="scheduler"),
-    }
+        )
+        tokenizer = name.replace("text_encoder", "tokenizer")
+        components[tokenizer] = _tokenizer(folder / tokenizer, pad)
+    return components
+
+
+def _tokenizer(folder: Path, pad: str) -> Any:
+    from transformers import CLIPTokenizer
+
+    from .clip_tokenizer import tokenizer_folder
+
+    return CLIPTokenizer.from_pretrained(
+        folder if folder.is_dir() else tokenizer_folder(pad), local_files_only=True
+    )
+
+
+def _scheduler(folder: Path) -> Any:
+    """The scheduler the config folder names (PNDM for SD 1.5, Euler for SDXL)."""
+    import json
+
+    import diffusers
+
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    return getattr(diffusers, config["_class_name"]).from_pretrained(folder, subfolder="scheduler")
 
 
 def _load_controlnet(entry: ModelEntry, dtype: Any) -> Any:
@@ -268,12 +322,31 @@ def _load_vae(entry: ModelEntry, dtype: Any) -> Any:
     return _load_model(AutoencoderKL, entry, dtype)
 
 
-def _load_model(model_class: Any, entry: ModelEntry, dtype: Any) -> Any:
+def _load_sdxl_vae(entry: ModelEntry, dtype: Any) -> Any:
+    """A VAE for an SDXL checkpoint: the same network, SDXL's latent scaling (0.13025)."""
+    from diffusers import AutoencoderKL
+
+    return _load_model(AutoencoderKL, entry, dtype, family="sdxl")
+
+
+def _load_model(model_class: Any, entry: ModelEntry, dtype: Any, family: str | None = None) -> Any:
     """A ControlNet or VAE: a diffusers folder, or a single file of either key layout (a
     lllyasviel ``.pth``, an original VAE, or diffusers' own keys in one file)."""
     if entry.format == "diffusers":
         return model_class.from_pretrained(entry.path, **_load_kwargs(dtype))
     state, architecture = _single_file_state(entry, entry.kind)
+    if architecture.layout == "union" or (
+        architecture.family == "sdxl" and architecture.layout == "original"
+    ):
+        # diffusers 0.42's converter drops an SDXL ControlNet's label_emb in lllyasviel's layout,
+        # and a union ControlNet needs its own model class and task embedding.
+        raise InvalidInputError(
+            "controlnet",
+            f"{entry.filename} is an {architecture.label} in a layout not loaded yet; use an "
+            "SDXL ControlNet published as a diffusers single file (e.g. controlnet-canny-sdxl-1.0)",
+        )
+    if family is not None:
+        architecture = replace(architecture, family=family)
     config = _single_file_config(entry, architecture)
     if architecture.layout == "diffusers":
         model = model_class.from_config(model_class.load_config(config))

@@ -119,7 +119,11 @@ def _final_layer_norm(text_encoder: Any) -> Any:
     return getattr(text_encoder, "text_model", text_encoder).final_layer_norm
 
 
-def _encode_windows(windows: list[Window], text_encoder: Any, clip_skip: int) -> Any:
+def _encode_windows(
+    windows: list[Window], text_encoder: Any, clip_skip: int, *, final_norm: bool = True
+) -> Any:
+    """The windows' weighted hidden states: the last layer, or with ``clip_skip`` > 1 that
+    many from the end, through the final layer norm as SD 1.5's WebUI does (SDXL's skip it)."""
     import torch
 
     device = text_encoder.device
@@ -129,7 +133,8 @@ def _encode_windows(windows: list[Window], text_encoder: Any, clip_skip: int) ->
         output = text_encoder(input_ids=ids, output_hidden_states=clip_skip > 1)
         if clip_skip > 1:
             hidden = output.hidden_states[-clip_skip]
-            hidden = _final_layer_norm(text_encoder)(hidden)
+            if final_norm:
+                hidden = _final_layer_norm(text_encoder)(hidden)
         else:
             hidden = output.last_hidden_state
     # Weighting in float32: a half-precision mean drifts enough to shift the rescale visibly.
@@ -141,3 +146,52 @@ def _encode_windows(windows: list[Window], text_encoder: Any, clip_skip: int) ->
     scale = torch.where(new_mean == 0, torch.ones_like(new_mean), original_mean / new_mean)
     z = z * scale
     return z.reshape(1, -1, z.shape[-1]).to(hidden.dtype)
+
+
+def encode_prompt_pair_xl(
+    positive: ParsedPrompt,
+    negative: ParsedPrompt,
+    tokenizers: tuple[Any, Any],
+    text_encoders: tuple[Any, Any],
+) -> tuple[Any, Any, Any, Any]:
+    """SDXL's (cond, uncond, pooled cond, pooled uncond), as the WebUI makes them.
+
+    Each prompt is cut into windows by each tokenizer (CLIP-L's, and bigG's, which pads with
+    ``!``); every window is encoded by both text encoders, each taking its penultimate layer
+    without the final layer norm, weighted with the mean restored, and the two are joined along
+    the features (768 + 1280 = 2048). The pooled embedding is bigG's projection of the first
+    window. cond and uncond get the same number of windows, as diffusers needs.
+    """
+    windows = [
+        [
+            tokenizer_windows(prompt, tokenizer, field=field)
+            for prompt, field in ((positive, "prompt"), (negative, "negative_prompt"))
+        ]
+        for tokenizer in tokenizers
+    ]
+    count = max(len(found) for pair in windows for found in pair)
+    hidden = [
+        [
+            _encode_windows(_padded(found, count, tokenizer), encoder, 2, final_norm=False)
+            for found in pair
+        ]
+        for pair, tokenizer, encoder in zip(windows, tokenizers, text_encoders, strict=True)
+    ]
+    import torch
+
+    cond, uncond = (torch.cat([hidden[0][i], hidden[1][i]], dim=-1) for i in (0, 1))
+    first = [found[0] if found else _empty_window(tokenizers[1]) for found in windows[1]]
+    return cond, uncond, _pooled(first[0], text_encoders[1]), _pooled(first[1], text_encoders[1])
+
+
+def _padded(windows: list[Window], count: int, tokenizer: Any) -> list[Window]:
+    return windows + [_empty_window(tokenizer)] * (count - len(windows))
+
+
+def _pooled(window: Window, text_encoder: Any) -> Any:
+    """bigG's projected pooled embedding of one window (the first, as the WebUI takes it)."""
+    import torch
+
+    ids = torch.tensor([[token for token, _ in window]], device=text_encoder.device)
+    with torch.no_grad():
+        return text_encoder(input_ids=ids).text_embeds

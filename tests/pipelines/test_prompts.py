@@ -745,3 +745,48 @@ def test_encoding_refuses_a_prompt_over_the_cap_before_encoding_either(clip):
     # At the cap, counted with the tokenizer's own ids, all six windows are encoded.
     z = encode_prompt(parse_prompt("a " * MAX_PROMPT_TOKENS), tokenizer, encoder)
     assert z.shape == (1, 77 * MAX_PROMPT_WINDOWS, 32)
+
+
+def test_sdxl_prompts_join_both_encoders_penultimate_layers_and_pool_bigg():
+    """SDXL as the WebUI encodes it: CLIP-L's and bigG's penultimate hidden states (no final
+    layer norm) side by side, weighted; bigG's projection of the first window pooled."""
+    import torch
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
+
+    from pipelines.clip_tokenizer import tokenizer_folder
+    from pipelines.prompt_encoding import encode_prompt_pair_xl
+
+    tokenizers = (
+        CLIPTokenizer.from_pretrained(tokenizer_folder()),
+        CLIPTokenizer.from_pretrained(tokenizer_folder("!")),
+    )
+    torch.manual_seed(0)
+
+    def config(width: int, **extra) -> CLIPTextConfig:
+        return CLIPTextConfig(
+            hidden_size=width, intermediate_size=2 * width, num_attention_heads=2,
+            num_hidden_layers=3, vocab_size=49408, max_position_embeddings=77, **extra,
+        )  # fmt: skip
+
+    encoders = (
+        CLIPTextModel(config(16)).eval(),
+        CLIPTextModelWithProjection(config(24, projection_dim=12)).eval(),
+    )
+    long_negative = parse_prompt(" ".join(["blurry"] * 100))  # two windows
+    cond, uncond, pooled, negative_pooled = encode_prompt_pair_xl(
+        parse_prompt("a red dress"), long_negative, tokenizers, encoders
+    )
+    assert cond.shape == uncond.shape == (1, 154, 16 + 24)
+    assert pooled.shape == negative_pooled.shape == (1, 12)
+
+    ids = tokenizers[1]("a red dress", padding="max_length", max_length=77).input_ids
+    with torch.no_grad():
+        big = encoders[1](input_ids=torch.tensor([ids]), output_hidden_states=True)
+    # Unweighted words: the window is bigG's penultimate layer as it is, no final layer norm.
+    assert torch.allclose(cond[0, :77, 16:], big.hidden_states[-2][0], atol=1e-5)
+    assert torch.allclose(pooled, big.text_embeds, atol=1e-5)

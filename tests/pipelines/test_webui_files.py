@@ -19,6 +19,7 @@ from skimage import data
 
 from pipelines.__main__ import main
 from pipelines.architectures import CONFIGS
+from pipelines.errors import InvalidInputError
 from pipelines.infotext import parse_infotext, read_png_infotext
 from pipelines.samples import draw_product_shot
 from tests import model_files as mf
@@ -124,3 +125,72 @@ def test_the_listing_names_each_files_kind(webui_models, capsys):
     assert listed["tiny"] == "unknown-family normal checkpoint"
     assert listed[VAE] == "VAE"
     assert listed["tiny-kohya"] == "SD 1.5 LoRA (kohya)"
+
+
+# --- SDXL ---------------------------------------------------------------------------------------
+
+
+def _sdxl_config_beside(path: Path, configs: dict, tokenizer: Path) -> None:
+    folder = path.with_name(path.name + ".config")
+    shutil.copytree(CONFIGS / "sdxl", folder)  # model_index.json and the Euler scheduler
+    for part, key in (("unet", "unet_config"), ("vae", "vae_config")):
+        (folder / part / "config.json").write_text(json.dumps(configs[key]))
+    for part, key in (("text_encoder", "text_config"), ("text_encoder_2", "text2_config")):
+        config = {**configs[key], "model_type": "clip_text_model"}
+        (folder / part / "config.json").write_text(json.dumps(config))
+    for part in ("tokenizer", "tokenizer_2"):
+        shutil.copytree(tokenizer, folder / part)
+
+
+@pytest.fixture(scope="module")
+def sdxl_models(tmp_path_factory, tiny_kit) -> Path:
+    """An SDXL inpainting checkpoint in Stability's layout, two SDXL ControlNets as diffusers
+    single files (as SDXL ControlNets are published), and an SD 1.5 ``.pth`` ControlNet."""
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp("sdxl-models")
+    configs = mf.tiny_sdxl_configs(inpainting=True)
+    path = root / "checkpoints" / "sdxl-inpainting.safetensors"
+    path.parent.mkdir(parents=True)
+    mf.write_sdxl_checkpoint(path, **configs, seed=7)
+    _sdxl_config_beside(path, configs, tiny_kit / "checkpoints" / "tiny-sd-inpaint" / "tokenizer")
+    (root / "controlnet").mkdir()
+    config = mf.tiny_controlnet_config(sdxl=True)
+    for kind, seed in (("openpose", 8), ("canny", 9)):
+        net = root / "controlnet" / f"controlnet-{kind}-sdxl-1.0.safetensors"
+        save_file(mf.build_controlnet(config, seed=seed).state_dict(), net)
+        _model_config_beside(net, config)
+    sd15 = mf.write_controlnet_pth(
+        root / "controlnet" / f"{OPENPOSE}.pth", mf.tiny_controlnet_config(), seed=3
+    )
+    _model_config_beside(sd15, mf.tiny_controlnet_config())
+    return root
+
+
+def test_an_sdxl_checkpoint_paints_with_sdxl_controlnets(sdxl_models, pictures, tmp_path, capsys):
+    nets = ["--controlnet-openpose", "controlnet-openpose-sdxl-1.0"]
+    nets += ["--controlnet-canny", "controlnet-canny-sdxl-1.0"]
+    _tryon(sdxl_models, pictures, tmp_path / "xl", *nets)
+    info = parse_infotext(read_png_infotext(tmp_path / "xl" / "result.png"))
+    assert info["Model"] == "sdxl-inpainting"
+    assert "controlnet-openpose-sdxl-1.0" in info["ControlNet 0"]
+
+    # An SD 1.5 ControlNet cannot guide SDXL: refused by name, before any step.
+    args = ["--controlnet-openpose", OPENPOSE, "--controlnet-canny", "controlnet-canny-sdxl-1.0"]
+    with pytest.raises(AssertionError):
+        _tryon(sdxl_models, pictures, tmp_path / "mixed", *args)
+    assert f"{OPENPOSE}.pth (text width 32) does not fit" in capsys.readouterr().err
+
+
+def test_controlnet_layouts_not_loaded_yet_are_refused_by_name(sdxl_models, tmp_path):
+    from pipelines.loading import load_pipeline
+    from pipelines.registry import resolve_model, scan_models
+
+    (tmp_path / "controlnet").mkdir()
+    config = mf.tiny_controlnet_config(sdxl=True)
+    net = mf.write_controlnet_pth(tmp_path / "controlnet" / "sdxl-lllyasviel.pth", config)
+    _model_config_beside(net, config)
+    entries = scan_models(sdxl_models) + scan_models(tmp_path)
+    checkpoint = resolve_model(entries, "checkpoints", "sdxl-inpainting")
+    with pytest.raises(InvalidInputError, match=r"sdxl-lllyasviel\.pth is an SDXL ControlNet"):
+        load_pipeline(checkpoint, [resolve_model(entries, "controlnet", "sdxl-lllyasviel")])
