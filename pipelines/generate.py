@@ -16,6 +16,7 @@
 Only workers import this module: it imports torch and diffusers.
 """
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,13 @@ from diffusers import MultiControlNetModel
 from PIL import Image
 
 from .engines import FETCH_HINT
-from .errors import GenerationCancelled, GenerationError, InvalidInputError, ModelNotFoundError
+from .errors import (
+    GenerationCancelled,
+    GenerationError,
+    InvalidInputError,
+    ModelNotFoundError,
+    PipelineError,
+)
 from .loading import load_pipeline, load_state_dict
 from .params import CONTROL_MODES, CONTROL_NAMES, GenerationParams
 from .prompt_encoding import check_prompt_length, encode_prompt_pair, encode_prompt_pair_xl
@@ -84,7 +91,10 @@ def select_models(models_dir: Path, params: GenerationParams) -> EngineModels:
     models_dir = Path(models_dir)
     entries = scan_models(models_dir)
     missing: list[str] = []
-    checkpoint = _pick(entries, "checkpoints", params.checkpoint, "inpaint", missing)
+    if params.checkpoint:
+        checkpoint = _pick(entries, "checkpoints", params.checkpoint, "", missing)
+    else:
+        checkpoint = _default_checkpoint(entries)
     if checkpoint is None and not params.checkpoint:
         missing.append(f"a Stable Diffusion 1.5 checkpoint in {models_dir / 'checkpoints'}")
     nets = []
@@ -101,6 +111,28 @@ def select_models(models_dir: Path, params: GenerationParams) -> EngineModels:
     if missing:
         raise ModelNotFoundError(f"missing model files: {'; '.join(missing)}. {FETCH_HINT}")
     return EngineModels(checkpoint, tuple(nets), vae)
+
+
+def _default_checkpoint(entries: list[ModelEntry]) -> ModelEntry | None:
+    """An inpainting checkpoint (9 UNet channels) before a normal one, told from the file: a
+    diffusers folder's UNet config, a ``.safetensors`` header; a pickle by "inpaint" in its name
+    (its keys would mean reading all of it). Then by name, as listed."""
+    candidates = [entry for entry in entries if entry.kind == "checkpoints"]
+    return next((e for e in candidates if _inpaints(e)), candidates[0] if candidates else None)
+
+
+def _inpaints(entry: ModelEntry) -> bool:
+    from .architectures import detect_file
+
+    try:
+        if entry.format == "diffusers":
+            unet = json.loads((entry.path / "unet" / "config.json").read_text())
+            return unet.get("in_channels") == 9
+        if entry.format == "safetensors":
+            return detect_file(entry.path).inpainting
+    except (OSError, ValueError, PipelineError):
+        return False  # unreadable: loading it says why, if it is ever picked
+    return "inpaint" in entry.name.lower()
 
 
 def _pick(entries, kind: str, name: str, hint: str, missing: list[str], *, any_fallback=True):
@@ -368,6 +400,7 @@ class Generator:
                 state = load_state_dict(
                     entry.path, models_dir=entry.models_dir, manifest=self.runtime.manifest
                 )
+                self._require_lora_family(entry, state)
                 try:
                     pipe.load_lora_weights(state, adapter_name=adapter)
                 except (ValueError, KeyError, RuntimeError) as error:
@@ -395,6 +428,23 @@ class Generator:
     def is_sdxl(self) -> bool:
         """Whether the checkpoint is SDXL's (two text encoders, pooled conditioning)."""
         return getattr(self.pipe, "text_encoder_2", None) is not None
+
+    def _require_lora_family(self, entry: ModelEntry, state: dict) -> None:
+        """An SD 1.5 LoRA on an SDXL checkpoint (or the reverse) is refused by name; keys of no
+        known layout are left to diffusers, which says what it could not place."""
+        from .architectures import FAMILY_NAMES, detect
+
+        try:
+            found = detect({k: tuple(v.shape) for k, v in state.items()}, shown=entry.filename)
+        except InvalidInputError:
+            return
+        family = "sdxl" if self.is_sdxl else "sd15"
+        if found.kind == "loras" and found.family not in (None, family):
+            raise InvalidInputError(
+                "lora",
+                f"{entry.filename} is an {found.label}; the checkpoint "
+                f"{self.models.checkpoint.filename} is {FAMILY_NAMES[family]}",
+            )
 
     def _embeddings(self, prompt: str, negative_prompt: str, clip_skip: int) -> dict:
         """The pipeline's embedding arguments for these prompts (cached for the run)."""

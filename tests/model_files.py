@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -720,3 +721,61 @@ def _save(
     else:
         torch.save({"state_dict": state, "global_step": 0} if checkpoint else state, path)
     return path
+
+
+# --- A WebUI/ComfyUI models folder ----------------------------------------------------------------
+
+WEBUI_OPENPOSE = "control_v11p_sd15_openpose"
+WEBUI_CANNY = "control_v11p_sd15_canny"
+WEBUI_VAE = "vae-ft-mse-840000-ema-pruned"
+
+
+def checkpoint_config_beside(path: Path, configs: dict, tokenizer: Path) -> None:
+    """The tiny checkpoint's own diffusers configs, in ``<file>.config`` beside it."""
+    folder = path.with_name(path.name + ".config")
+    shutil.copytree(CONFIGS / "sd15", folder)  # model_index.json and the scheduler
+    for part, key in (("unet", "unet_config"), ("vae", "vae_config")):
+        (folder / part / "config.json").write_text(json.dumps(configs[key]))
+    (folder / "text_encoder" / "config.json").write_text(
+        json.dumps({**configs["text_config"], "model_type": "clip_text_model"})
+    )
+    shutil.copytree(tokenizer, folder / "tokenizer")  # the tiny text encoder's own vocabulary
+
+
+def config_beside(path: Path, config: dict) -> None:
+    """One model's diffusers config, in ``<file>.config/config.json`` beside it."""
+    folder = path.with_name(path.name + ".config")
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def write_tiny_webui_models(root: Path, tokenizer: Path) -> Path:
+    """MODELS_DIR with only WebUI-style files, tiny: ``checkpoints/tiny-inpainting`` and
+    ``checkpoints/tiny`` (CompVis layout, 9 and 4 channels), the two ControlNet 1.1 ``.pth``
+    names, ``vae/vae-ft-mse-840000-ema-pruned`` and a kohya LoRA ``loras/tiny-kohya``. Each
+    tiny file has its tiny configs in a ``<file>.config`` folder (the shipped ones are full
+    size); ``tokenizer`` is a CLIP tokenizer folder small enough for the tiny text encoder."""
+    for name, inpainting, seed in (("tiny-inpainting", True, 1), ("tiny", False, 2)):
+        configs = tiny_sd15_configs(inpainting)
+        path = root / "checkpoints" / f"{name}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_sd15_checkpoint(path, **configs, seed=seed)
+        checkpoint_config_beside(path, configs, tokenizer)
+    (root / "controlnet").mkdir()
+    for name, seed in ((WEBUI_OPENPOSE, 3), (WEBUI_CANNY, 4)):
+        path = write_controlnet_pth(
+            root / "controlnet" / f"{name}.pth", tiny_controlnet_config(), seed=seed
+        )
+        config_beside(path, tiny_controlnet_config())
+    (root / "vae").mkdir()
+    vae_config = tiny_sd15_configs()["vae_config"]
+    config_beside(write_vae(root / "vae" / f"{WEBUI_VAE}.safetensors", vae_config, seed=5), {})
+    (root / "vae" / f"{WEBUI_VAE}.safetensors.config" / "config.json").write_text(
+        json.dumps(vae_config)
+    )
+    (root / "loras").mkdir()
+    models = sd15_models(**tiny_sd15_configs(inpainting=True), seed=1)
+    write_kohya_lora(
+        root / "loras" / "tiny-kohya.safetensors", models["unet"], models["text_encoder"], seed=6
+    )
+    return root

@@ -24,27 +24,7 @@ from pipelines.infotext import parse_infotext, read_png_infotext
 from pipelines.samples import draw_product_shot
 from tests import model_files as mf
 
-OPENPOSE = "control_v11p_sd15_openpose"
-CANNY = "control_v11p_sd15_canny"
-VAE = "vae-ft-mse-840000-ema-pruned"
-
-
-def _config_beside(path: Path, configs: dict, tokenizer: Path) -> None:
-    """The tiny checkpoint's own diffusers configs, in ``<file>.config`` beside it."""
-    folder = path.with_name(path.name + ".config")
-    shutil.copytree(CONFIGS / "sd15", folder)  # model_index.json and the scheduler
-    for part, key in (("unet", "unet_config"), ("vae", "vae_config")):
-        (folder / part / "config.json").write_text(json.dumps(configs[key]))
-    (folder / "text_encoder" / "config.json").write_text(
-        json.dumps({**configs["text_config"], "model_type": "clip_text_model"})
-    )
-    shutil.copytree(tokenizer, folder / "tokenizer")  # the tiny text encoder's own vocabulary
-
-
-def _model_config_beside(path: Path, config: dict) -> None:
-    folder = path.with_name(path.name + ".config")
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(config))
+OPENPOSE, CANNY, VAE = mf.WEBUI_OPENPOSE, mf.WEBUI_CANNY, mf.WEBUI_VAE
 
 
 @pytest.fixture(scope="module")
@@ -53,28 +33,7 @@ def webui_models(tmp_path_factory, tiny_kit) -> Path:
     and a kohya LoRA, in ComfyUI's folder names."""
     root = tmp_path_factory.mktemp("webui-models")
     tokenizer = tiny_kit / "checkpoints" / "tiny-sd-inpaint" / "tokenizer"
-    for name, inpainting, seed in (("tiny-inpainting", True, 1), ("tiny", False, 2)):
-        configs = mf.tiny_sd15_configs(inpainting)
-        path = root / "checkpoints" / f"{name}.safetensors"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        mf.write_sd15_checkpoint(path, **configs, seed=seed)
-        _config_beside(path, configs, tokenizer)
-    (root / "controlnet").mkdir()
-    for name, seed in ((OPENPOSE, 3), (CANNY, 4)):
-        path = mf.write_controlnet_pth(
-            root / "controlnet" / f"{name}.pth", mf.tiny_controlnet_config(), seed=seed
-        )
-        _model_config_beside(path, mf.tiny_controlnet_config())
-    (root / "vae").mkdir()
-    vae_config = mf.tiny_sd15_configs()["vae_config"]
-    _model_config_beside(mf.write_vae(root / "vae" / f"{VAE}.safetensors", vae_config, seed=5), {})
-    (root / "vae" / f"{VAE}.safetensors.config" / "config.json").write_text(json.dumps(vae_config))
-    (root / "loras").mkdir()
-    models = mf.sd15_models(**mf.tiny_sd15_configs(inpainting=True), seed=1)
-    mf.write_kohya_lora(
-        root / "loras" / "tiny-kohya.safetensors", models["unet"], models["text_encoder"], seed=6
-    )
-    return root
+    return mf.write_tiny_webui_models(root, tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +118,15 @@ def sdxl_models(tmp_path_factory, tiny_kit) -> Path:
     for kind, seed in (("openpose", 8), ("canny", 9)):
         net = root / "controlnet" / f"controlnet-{kind}-sdxl-1.0.safetensors"
         save_file(mf.build_controlnet(config, seed=seed).state_dict(), net)
-        _model_config_beside(net, config)
+        mf.config_beside(net, config)
     sd15 = mf.write_controlnet_pth(
         root / "controlnet" / f"{OPENPOSE}.pth", mf.tiny_controlnet_config(), seed=3
     )
-    _model_config_beside(sd15, mf.tiny_controlnet_config())
+    mf.config_beside(sd15, mf.tiny_controlnet_config())
+    (root / "loras").mkdir()
+    models = mf.sd15_models(**mf.tiny_sd15_configs(), seed=1)
+    lora = root / "loras" / "sd15-kohya.safetensors"
+    mf.write_kohya_lora(lora, models["unet"], models["text_encoder"], seed=6)
     return root
 
 
@@ -181,6 +144,12 @@ def test_an_sdxl_checkpoint_paints_with_sdxl_controlnets(sdxl_models, pictures, 
         _tryon(sdxl_models, pictures, tmp_path / "mixed", *args)
     assert f"{OPENPOSE}.pth (text width 32) does not fit" in capsys.readouterr().err
 
+    # An SD 1.5 LoRA on SDXL: refused by name too.
+    with pytest.raises(AssertionError):
+        _tryon(sdxl_models, pictures, tmp_path / "lora", *nets, "--prompt", "<lora:sd15-kohya:1>")
+    expected = "sd15-kohya.safetensors is an SD 1.5 LoRA (kohya); the checkpoint sdxl-inpainting"
+    assert expected in capsys.readouterr().err
+
 
 def test_controlnet_layouts_not_loaded_yet_are_refused_by_name(sdxl_models, tmp_path):
     from pipelines.loading import load_pipeline
@@ -189,8 +158,25 @@ def test_controlnet_layouts_not_loaded_yet_are_refused_by_name(sdxl_models, tmp_
     (tmp_path / "controlnet").mkdir()
     config = mf.tiny_controlnet_config(sdxl=True)
     net = mf.write_controlnet_pth(tmp_path / "controlnet" / "sdxl-lllyasviel.pth", config)
-    _model_config_beside(net, config)
+    mf.config_beside(net, config)
     entries = scan_models(sdxl_models) + scan_models(tmp_path)
     checkpoint = resolve_model(entries, "checkpoints", "sdxl-inpainting")
     with pytest.raises(InvalidInputError, match=r"sdxl-lllyasviel\.pth is an SDXL ControlNet"):
         load_pipeline(checkpoint, [resolve_model(entries, "controlnet", "sdxl-lllyasviel")])
+
+
+def test_the_default_checkpoint_is_the_one_that_inpaints_whatever_its_name(tmp_path):
+    from pipelines.generate import select_models
+    from pipelines.params import GenerationParams
+
+    (tmp_path / "checkpoints").mkdir()
+    for name, inpainting in (("alpha", False), ("zeta", True)):
+        configs = mf.tiny_sd15_configs(inpainting)
+        mf.write_sd15_checkpoint(tmp_path / "checkpoints" / f"{name}.safetensors", **configs)
+    (tmp_path / "controlnet").mkdir()
+    for name in (OPENPOSE, CANNY):
+        net = tmp_path / "controlnet" / f"{name}.pth"
+        mf.write_controlnet_pth(net, mf.tiny_controlnet_config())
+    assert select_models(tmp_path, GenerationParams()).checkpoint.name == "zeta"
+    named = select_models(tmp_path, GenerationParams(checkpoint="alpha"))
+    assert named.checkpoint.name == "alpha"
