@@ -350,6 +350,13 @@ def _cmd_models(args) -> list:
     ]
 
 
+def _cmd_fetch(args) -> dict:
+    from .fetch import fetch_recommended
+
+    placed = fetch_recommended(Path(args.models), log=lambda line: print(line, file=sys.stderr))
+    return {"verified": [str(path) for path in placed]}
+
+
 def _cmd_make_tiny(args) -> dict:
     from .tiny import make_tiny
 
@@ -429,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="write FILE: a sha256sum line for every model file (review it, then MODELS_MANIFEST)",
     )
     models.set_defaults(handler=_cmd_models)
+
+    fetch = commands.add_parser("fetch", help="download the recommended model files (internet)")
+    fetch.add_argument("--models", default="models", help="the models folder (MODELS_DIR)")
+    fetch.set_defaults(handler=_cmd_fetch)
 
     make_tiny = commands.add_parser("make-tiny", help="write the tiny random-weight model kit")
     make_tiny.add_argument("directory")

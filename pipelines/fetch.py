@@ -3,12 +3,18 @@
 Everything is fetched from the Hugging Face Hub with ``huggingface_hub`` and verified before it
 is kept: large (LFS) files against the sha256 the Hub publishes for them, small files against
 their git blob id. A file that does not match is deleted, never left half-trusted. Files already
-present and matching are not downloaded again, so a broken run can simply be repeated.
+present and matching are not downloaded again, and a download that broke off resumes from its
+partial file (kept in ``MODELS_DIR/.downloads``), so a broken run can simply be repeated.
+Files land in ComfyUI's folder names, single files as their authors publish them (ControlNet
+1.1's ``.pth``, the VAE's ``.safetensors``). Offline, it says so and lists each file's URL and
+where it goes, for a copy by hand.
+
+The hashes checked are the ones the Hub publishes for the files at ``revision``; pinning them
+here as well needs a machine that can reach the Hub to read them off, which ours cannot.
 """
 
 import hashlib
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,17 +58,27 @@ RECOMMENDED: tuple[Download, ...] = (
             *(f"vae/{name}" for name in _DIFFUSERS_MODEL),
         ),
     ),
+    # ControlNet 1.1 as lllyasviel publishes it, one .pth per model (tensor-only pickles).
     Download(
         "controlnet",
-        "control_v11p_sd15_openpose",
-        "lllyasviel/control_v11p_sd15_openpose",
-        _DIFFUSERS_MODEL,
+        "control_v11p_sd15_openpose.pth",
+        "lllyasviel/ControlNet-v1-1",
+        ("control_v11p_sd15_openpose.pth",),
+        flatten=True,
     ),
     Download(
         "controlnet",
-        "control_v11p_sd15_canny",
-        "lllyasviel/control_v11p_sd15_canny",
-        _DIFFUSERS_MODEL,
+        "control_v11p_sd15_canny.pth",
+        "lllyasviel/ControlNet-v1-1",
+        ("control_v11p_sd15_canny.pth",),
+        flatten=True,
+    ),
+    Download(
+        "vae",
+        "vae-ft-mse-840000-ema-pruned.safetensors",
+        "stabilityai/sd-vae-ft-mse-original",
+        ("vae-ft-mse-840000-ema-pruned.safetensors",),
+        flatten=True,
     ),
     Download(
         "sams",
@@ -76,6 +92,42 @@ RECOMMENDED: tuple[Download, ...] = (
 
 class VerificationError(PipelineError):
     """A downloaded file does not match what the Hub says it should be."""
+
+
+class OfflineError(PipelineError):
+    """The Hub cannot be reached; the message says which files to copy where by hand."""
+
+
+HUB = "https://huggingface.co"
+DOWNLOADS = ".downloads"  # MODELS_DIR/.downloads: partial files, kept so a rerun resumes
+
+
+def download_url(item: Download, file: str) -> str:
+    """Where a browser or ``curl -L`` gets ``file`` of ``item``."""
+    return f"{HUB}/{item.repo_id}/resolve/{item.revision}/{file}"
+
+
+def manual_copy(models_dir: Path) -> list[str]:
+    """One line per file: its URL and where it goes under ``models_dir``."""
+    return [
+        f"{download_url(item, file)}  ->  {_destination(Path(models_dir), item, file)}"
+        for item in RECOMMENDED
+        for file in item.files
+    ]
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What "no connection" looks like: OSError (huggingface_hub's offline mode, requests),
+    and the HTTP client's transport errors (httpx2 in huggingface_hub 2.x, or httpx)."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError]
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
 
 
 def _sha256(path: Path) -> str:
@@ -127,10 +179,15 @@ def fetch_recommended(
     models_dir = Path(models_dir)
     placed = []
     for item in RECOMMENDED:
-        infos = {
-            info.path: info
-            for info in api.get_paths_info(item.repo_id, list(item.files), revision=item.revision)
-        }
+        try:
+            published = api.get_paths_info(item.repo_id, list(item.files), revision=item.revision)
+        except _network_errors() as error:
+            lines = "\n".join(f"  {line}" for line in manual_copy(models_dir))
+            raise OfflineError(
+                f"cannot reach {HUB} ({error}); this machine looks offline. Copy these files "
+                f"there by hand (then run this again to verify them):\n{lines}"
+            ) from None
+        infos = {info.path: info for info in published}
         for file in item.files:
             if file not in infos:
                 raise VerificationError(f"{item.repo_id} has no file {file}")
@@ -144,16 +201,16 @@ def _fetch_file(models_dir: Path, item: Download, file: str, info, download, log
         log(f"ok       {destination.relative_to(models_dir)} (already verified)")
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
-        log(f"download {item.repo_id}/{file} ({info.size / 1e6:.1f} MB)")
-        fetched = Path(
-            download(item.repo_id, filename=file, revision=item.revision, local_dir=scratch)
+    # A download that breaks off leaves its partial file here, and the next run resumes it
+    # (huggingface_hub continues an ".incomplete" file in the same local_dir).
+    scratch = models_dir / DOWNLOADS / item.repo_id.replace("/", "--")
+    log(f"download {download_url(item, file)} ({info.size / 1e6:.1f} MB)")
+    fetched = Path(download(item.repo_id, filename=file, revision=item.revision, local_dir=scratch))
+    if not _matches(fetched, info):
+        fetched.unlink()
+        raise VerificationError(
+            f"{item.repo_id}/{file} does not match the hash the Hub publishes; not kept"
         )
-        if not _matches(fetched, info):
-            # The scratch folder and the bad file go away with the context manager.
-            raise VerificationError(
-                f"{item.repo_id}/{file} does not match the hash the Hub publishes; not kept"
-            )
-        shutil.move(fetched, destination)
+    shutil.move(fetched, destination)
     log(f"verified {destination.relative_to(models_dir)}")
     return destination

@@ -127,16 +127,32 @@ def sdxl_models(tmp_path_factory, tiny_kit) -> Path:
     models = mf.sd15_models(**mf.tiny_sd15_configs(), seed=1)
     lora = root / "loras" / "sd15-kohya.safetensors"
     mf.write_kohya_lora(lora, models["unet"], models["text_encoder"], seed=6)
+    xl = mf.sdxl_models(**configs, seed=7)
+    mf.write_kohya_lora(
+        root / "loras" / "sdxl-kohya.safetensors",
+        xl["unet"],
+        xl["text_encoder"],
+        text_encoder_2=xl["text_encoder_2"],
+        sdxl=True,
+        seed=10,
+    )
     return root
 
 
 def test_an_sdxl_checkpoint_paints_with_sdxl_controlnets(sdxl_models, pictures, tmp_path, capsys):
     nets = ["--controlnet-openpose", "controlnet-openpose-sdxl-1.0"]
     nets += ["--controlnet-canny", "controlnet-canny-sdxl-1.0"]
-    _tryon(sdxl_models, pictures, tmp_path / "xl", *nets)
+    plain = _tryon(sdxl_models, pictures, tmp_path / "xl", *nets)
     info = parse_infotext(read_png_infotext(tmp_path / "xl" / "result.png"))
     assert info["Model"] == "sdxl-inpainting"
     assert "controlnet-openpose-sdxl-1.0" in info["ControlNet 0"]
+
+    # A kohya SDXL LoRA (lora_te1_/lora_te2_, the original UNet's names) loads and paints.
+    lora = _tryon(
+        sdxl_models, pictures, tmp_path / "lora-xl", *nets, "--prompt", "<lora:sdxl-kohya:1>"
+    )
+    assert np.abs(lora - plain).mean() > 0.5
+    assert "sdxl-kohya" in read_png_infotext(tmp_path / "lora-xl" / "result.png")
 
     # An SD 1.5 ControlNet cannot guide SDXL: refused by name, before any step.
     args = ["--controlnet-openpose", OPENPOSE, "--controlnet-canny", "controlnet-canny-sdxl-1.0"]

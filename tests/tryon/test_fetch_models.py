@@ -70,10 +70,10 @@ def test_downloads_the_recommended_set_into_the_comfyui_layout(hub, settings, tm
     assert (
         tmp_path / "checkpoints/sd15-inpainting/unet/diffusion_pytorch_model.safetensors"
     ).is_file()
-    assert (tmp_path / "controlnet/control_v11p_sd15_openpose/config.json").is_file()
-    assert (
-        tmp_path / "controlnet/control_v11p_sd15_canny/diffusion_pytorch_model.safetensors"
-    ).is_file()
+    # Single files where their authors publish them so, under the names the WebUI knows.
+    assert (tmp_path / "controlnet/control_v11p_sd15_openpose.pth").is_file()
+    assert (tmp_path / "controlnet/control_v11p_sd15_canny.pth").is_file()
+    assert (tmp_path / "vae/vae-ft-mse-840000-ema-pruned.safetensors").is_file()
     assert (tmp_path / "sams/sam_vit_b_01ec64.pth").is_file()
     total = sum(len(item.files) for item in fetch.RECOMMENDED)
     assert f"{total} files in place and verified" in capsys.readouterr().out
@@ -100,13 +100,86 @@ def test_a_file_that_does_not_match_its_hash_is_not_kept(hub, settings, tmp_path
 def test_a_tampered_local_file_is_downloaded_again(hub, settings, tmp_path):
     settings.MODELS_DIR = tmp_path
     call_command("fetch_models")
-    target = tmp_path / "controlnet/control_v11p_sd15_canny/diffusion_pytorch_model.safetensors"
+    target = tmp_path / "controlnet/control_v11p_sd15_canny.pth"
     target.write_bytes(b"x" * target.stat().st_size)
     hub.downloads.clear()
     call_command("fetch_models")
-    assert hub.downloads == [
-        "lllyasviel/control_v11p_sd15_canny/diffusion_pytorch_model.safetensors"
-    ]
+    assert hub.downloads == ["lllyasviel/ControlNet-v1-1/control_v11p_sd15_canny.pth"]
     assert target.read_bytes() == _content(
-        "lllyasviel/control_v11p_sd15_canny", "diffusion_pytorch_model.safetensors"
+        "lllyasviel/ControlNet-v1-1", "control_v11p_sd15_canny.pth"
     )
+
+
+def test_offline_it_says_so_and_lists_what_to_copy_where(settings, tmp_path, monkeypatch):
+    """No connection (huggingface_hub's offline mode raises this OSError): nothing is written,
+    and each file's URL and target path are printed for a copy by hand."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    class OfflineHub:
+        def get_paths_info(self, *args, **kwargs):
+            raise OfflineModeIsEnabled("Cannot reach https://huggingface.co: offline mode")
+
+    real = fetch.fetch_recommended
+    monkeypatch.setattr(
+        fetch,
+        "fetch_recommended",
+        lambda models_dir, **kw: real(models_dir, api=OfflineHub(), **kw),
+    )
+    settings.MODELS_DIR = tmp_path
+    with pytest.raises(CommandError, match="this machine looks offline") as refused:
+        call_command("fetch_models")
+    message = str(refused.value)
+    pth = (
+        "https://huggingface.co/lllyasviel/ControlNet-v1-1/resolve/main/control_v11p_sd15_canny.pth"
+    )
+    assert f"{pth}  ->  {tmp_path / 'controlnet' / 'control_v11p_sd15_canny.pth'}" in message
+    assert message.count("  ->  ") == sum(len(item.files) for item in fetch.RECOMMENDED)
+    assert not any((tmp_path / name).exists() for name in ("controlnet", "vae", ".downloads"))
+
+
+def test_a_download_that_breaks_off_is_resumed_from_its_folder(hub, settings, tmp_path):
+    """The partial file stays in MODELS_DIR/.downloads/<repo>, the folder the next run hands
+    to huggingface_hub again (which continues an ".incomplete" file there)."""
+    settings.MODELS_DIR = tmp_path
+    folders = []
+    real_download = hub.download
+
+    def breaks_once(repo_id, *, filename, revision, local_dir):
+        folders.append(Path(local_dir))
+        if len(folders) == 1:
+            Path(local_dir).mkdir(parents=True)
+            (Path(local_dir) / "part.incomplete").write_bytes(b"half")
+            raise OSError("connection reset")
+        return real_download(repo_id, filename=filename, revision=revision, local_dir=local_dir)
+
+    hub.download = breaks_once
+    with pytest.raises(CommandError, match="connection reset"):
+        call_command("fetch_models")
+    assert (folders[0] / "part.incomplete").read_bytes() == b"half"
+    call_command("fetch_models")
+    assert (
+        folders[1]
+        == folders[0]
+        == tmp_path / ".downloads" / "stable-diffusion-v1-5--stable-diffusion-inpainting"
+    )
+
+
+def test_the_cli_fetch_offline_exits_2_with_the_list(tmp_path):
+    """``python -m pipelines fetch`` with huggingface_hub's offline mode on (it refuses before
+    any request is made, so this test sends nothing anywhere)."""
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines", "fetch", "--models", str(tmp_path)],
+        cwd=ROOT,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "this machine looks offline" in done.stderr
+    assert f"{tmp_path / 'vae' / 'vae-ft-mse-840000-ema-pruned.safetensors'}" in done.stderr

@@ -6,8 +6,9 @@ from pipelines.errors import PipelineError
 
 class Command(BaseCommand):
     help = (
-        "Download the recommended weights (SD 1.5 inpainting, ControlNet v1.1 OpenPose and "
-        "Canny, SAM ViT-B) into MODELS_DIR, verifying each file. Needs internet access."
+        "Download the recommended weights (SD 1.5 inpainting, ControlNet 1.1 OpenPose and "
+        "Canny, the ft-MSE VAE, SAM ViT-B) into MODELS_DIR, verifying each file. Needs "
+        "internet access; offline, it lists the files to copy by hand."
     )
 
     def handle(self, *args, **options):
