@@ -121,7 +121,12 @@ def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 def _pickle_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     from .loading import load_state_dict
 
-    return {name: tuple(tensor.shape) for name, tensor in load_state_dict(path).items()}
+    return shapes_of(load_state_dict(path))
+
+
+def shapes_of(state: Mapping) -> dict[str, tuple[int, ...]]:
+    """Each tensor's name and shape, from a loaded state dict."""
+    return {name: tuple(tensor.shape) for name, tensor in state.items()}
 
 
 def detect(shapes: Shapes, *, shown: str = "the file") -> Architecture:

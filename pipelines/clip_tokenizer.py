@@ -10,9 +10,11 @@ same with ``</w>``, one token per merge, then ``<|startoftext|>`` and ``<|endoft
 49,408 entries. SDXL's second tokenizer is the same vocabulary, padded with ``!``.
 """
 
+import atexit
 import gzip
 import importlib.util
 import json
+import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -80,9 +82,11 @@ def write_tokenizer(folder: Path, *, pad_token: str = END, bpe_file: Path | None
     return folder
 
 
-@lru_cache(maxsize=2)
-def tokenizer_folder(pad_token: str = END) -> Path:
-    """This process's CLIP tokenizer folder (made once, in a temporary folder: derived files are
-    cheap to make, about a tenth of a second, and never go stale)."""
+@lru_cache(maxsize=1)
+def tokenizer_folder() -> Path:
+    """This process's CLIP tokenizer folder (made once, in a temporary folder removed when the
+    process ends: derived files are cheap to make, about a tenth of a second, and never go
+    stale). SDXL's second tokenizer is this one loaded with ``pad_token="!"``."""
     scratch = Path(tempfile.mkdtemp(prefix="clip-tokenizer-"))
-    return write_tokenizer(scratch / "tokenizer", pad_token=pad_token)
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return write_tokenizer(scratch / "tokenizer")

@@ -110,7 +110,7 @@ def garment_from_mask(image: Image.Image, mask: Image.Image, category: str) -> G
         )
     full = np.where(np.asarray(mask.convert("L")) >= 128, 255, 0).astype(np.uint8)
     check_mask_coverage(full > 0)
-    small = _resize_mask(full > 0, _downscale(full).shape[1::-1])
+    small = _resize_mask(full > 0, _work_size(*full.shape[:2]))
     return _analysis(np.asarray(image.convert("RGB")), small, full, category, "painted")
 
 
@@ -200,12 +200,16 @@ def _rgb_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return rgb, alpha
 
 
+def _work_size(height: int, width: int) -> tuple[int, int]:
+    """(width, height) the analysis works at: the longer side at most WORK_SIDE."""
+    scale = min(1.0, WORK_SIDE / max(height, width))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def _downscale(rgb: np.ndarray) -> np.ndarray:
-    height, width = rgb.shape[:2]
-    scale = WORK_SIDE / max(height, width)
-    if scale >= 1:
+    size = _work_size(*rgb.shape[:2])
+    if size == (rgb.shape[1], rgb.shape[0]):
         return rgb
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 

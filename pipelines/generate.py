@@ -20,6 +20,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -122,17 +123,27 @@ def _default_checkpoint(entries: list[ModelEntry]) -> ModelEntry | None:
 
 
 def _inpaints(entry: ModelEntry) -> bool:
+    if entry.format not in ("diffusers", "safetensors"):
+        return "inpaint" in entry.name.lower()
+    read = entry.path / "unet" / "config.json" if entry.format == "diffusers" else entry.path
+    try:
+        return _inpaints_file(read, read.stat().st_mtime_ns)
+    except OSError:
+        return False
+
+
+@lru_cache(maxsize=256)
+def _inpaints_file(path: Path, mtime_ns: int) -> bool:
+    """Whether a UNet config or a checkpoint's header says 9 channels; remembered per file
+    version, since every job asks (``mtime_ns`` is part of the key)."""
     from .architectures import detect_file
 
     try:
-        if entry.format == "diffusers":
-            unet = json.loads((entry.path / "unet" / "config.json").read_text())
-            return unet.get("in_channels") == 9
-        if entry.format == "safetensors":
-            return detect_file(entry.path).inpainting
+        if path.name == "config.json":
+            return json.loads(path.read_text()).get("in_channels") == 9
+        return detect_file(path).inpainting
     except (OSError, ValueError, PipelineError):
         return False  # unreadable: loading it says why, if it is ever picked
-    return "inpaint" in entry.name.lower()
 
 
 def _pick(entries, kind: str, name: str, hint: str, missing: list[str], *, any_fallback=True):
@@ -432,10 +443,10 @@ class Generator:
     def _require_lora_family(self, entry: ModelEntry, state: dict) -> None:
         """An SD 1.5 LoRA on an SDXL checkpoint (or the reverse) is refused by name; keys of no
         known layout are left to diffusers, which says what it could not place."""
-        from .architectures import FAMILY_NAMES, detect
+        from .architectures import FAMILY_NAMES, detect, shapes_of
 
         try:
-            found = detect({k: tuple(v.shape) for k, v in state.items()}, shown=entry.filename)
+            found = detect(shapes_of(state), shown=entry.filename)
         except InvalidInputError:
             return
         family = "sdxl" if self.is_sdxl else "sd15"

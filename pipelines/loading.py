@@ -87,10 +87,9 @@ def _load_safetensors(path: Path, shown: str) -> "dict[str, torch.Tensor]":
 
 
 def _load_pickle(path: Path, shown: str) -> Any:
-    import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return _torch_load(path)
     except pickle.UnpicklingError as error:
         raise InvalidInputError(
             "model",
@@ -100,6 +99,20 @@ def _load_pickle(path: Path, shown: str) -> Any:
         ) from error
     except (RuntimeError, EOFError, OSError) as error:
         raise InvalidInputError("model", f"{shown} is not a readable checkpoint") from error
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load`` of tensors only, memory-mapped where the file's format allows (torch's
+    zip format): listing a folder of multi-gigabyte pickles then reads their headers, not them.
+    Older pickles cannot be mapped and are read whole."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error):
+            raise
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _tensors_only(state: Any, shown: str) -> "dict[str, torch.Tensor]":
@@ -220,11 +233,10 @@ def _single_file_config(entry: ModelEntry, architecture: "Architecture") -> Path
 def _single_file_state(entry: ModelEntry, kind: str) -> "tuple[dict, Architecture]":
     """A single file's tensors (tensor-only reads, see ``load_state_dict``) and the architecture
     they show, which must be of ``kind``."""
-    from .architectures import detect
+    from .architectures import detect, shapes_of
 
     state = load_state_dict(entry.path)
-    shapes = {name: tuple(tensor.shape) for name, tensor in state.items()}
-    architecture = detect(shapes, shown=entry.filename)
+    architecture = detect(shapes_of(state), shown=entry.filename)
     if architecture.kind != kind:
         raise InvalidInputError(
             kind, f"{entry.filename} is a {architecture.label}, not a model for {kind}/"
@@ -295,9 +307,9 @@ def _tokenizer(folder: Path, pad: str) -> Any:
 
     from .clip_tokenizer import tokenizer_folder
 
-    return CLIPTokenizer.from_pretrained(
-        folder if folder.is_dir() else tokenizer_folder(pad), local_files_only=True
-    )
+    if folder.is_dir():
+        return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+    return CLIPTokenizer.from_pretrained(tokenizer_folder(), pad_token=pad, local_files_only=True)
 
 
 def _scheduler(folder: Path) -> Any:

@@ -107,7 +107,12 @@ def run(
     plan = _mask_and_warp(request, garments, subject, engine, timings)
     # 5. Diffuse: the engine paints every pass (the preview engine: the composite as it is).
     report(Progress(PREPARE_SHARE, "generating"))
-    images = _diffuse(plan, models_dir, runtime, timings, report, should_cancel)
+    if engine == "preview":
+        images = (_preview(plan, timings),)
+    else:
+        from . import diffuse  # imports torch and diffusers: only for an engine that paints
+
+        images = diffuse.paint(plan, models_dir, runtime, timings, report, should_cancel)
     # 6. Output: the results the filter lets through, watermarked, with the timings.
     return _output(plan, images, screen, runtime, timings, started, report)
 
@@ -397,22 +402,6 @@ def _mask_blur(params: GenerationParams, person: PersonAnalysis | None, mode: st
 
 
 # --- 5. Diffuse ----------------------------------------------------------------------------------
-
-
-def _diffuse(
-    plan: Plan,
-    models_dir: Path,
-    runtime: RuntimeConfig | None,
-    timings: dict[str, float],
-    report: ProgressCallback,
-    should_cancel: CancelCheck | None,
-) -> tuple[GeneratedImage, ...]:
-    """The painted pictures; the preview engine's cheap branch paints nothing."""
-    if plan.used["engine"] == "preview":
-        return (_preview(plan, timings),)
-    from . import diffuse  # imports torch and diffusers: only for an engine that paints
-
-    return diffuse.paint(plan, models_dir, runtime, timings, report, should_cancel)
 
 
 def _preview(plan: Plan, timings: dict[str, float]) -> GeneratedImage:

@@ -34,9 +34,11 @@ def _imported_packages(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_a_package_imports_nothing_above_it(package):
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"no Python files under {package}/: the rule would check nothing"
     wrong = {
         str(path.relative_to(ROOT)): sorted(_imported_packages(path) & FORBIDDEN[package])
-        for path in sorted((ROOT / package).rglob("*.py"))
+        for path in files
     }
     assert {name: packages for name, packages in wrong.items() if packages} == {}
 

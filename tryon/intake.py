@@ -1,7 +1,6 @@
 """Taking jobs in (web side): photo try-ons, model shots and inpaints are checked, stored and
 queued; re-runs copy a job. An owner's active jobs are capped atomically."""
 
-import io
 import secrets
 import uuid
 from collections.abc import Iterable
@@ -142,10 +141,9 @@ def _clean_photo(upload, category: str, *, check_pose: bool) -> ContentFile:
 
 def _reused_photo(job: TryOnJob, category: str, *, check_pose: bool) -> ContentFile:
     """A copy of an earlier job's (already cleaned) photo, checked for this garment's pose."""
-    with job.person_photo.open("rb") as stored:
-        photo = ContentFile(stored.read(), name=Path(job.person_photo.name).name)
+    photo = _file_copy(job.person_photo)
     if check_pose:
-        with Image.open(io.BytesIO(photo.read())) as picture:
+        with Image.open(photo) as picture:
             check_photo_pose(picture, category)
         photo.seek(0)
     return photo

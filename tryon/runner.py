@@ -2,7 +2,6 @@
 same job), run ``pipelines.tryon`` with a heartbeat and a progress reporter, and store the results
 keyed by (job, index), so a retried job overwrites instead of duplicating."""
 
-import io
 import logging
 import socket
 import threading
@@ -133,11 +132,10 @@ class ProgressReporter:
     def _save_preview(self, preview: Image.Image) -> str:
         field = self.job.preview
         name = f"previews/{self.job.pk}.png"
-        buffer = io.BytesIO()
         # The latent preview is 1/8 of the size; enlarged here so a page can show it as is.
-        preview.resize((preview.width * 4, preview.height * 4), Image.NEAREST).save(buffer, "PNG")
+        enlarged = preview.resize((preview.width * 4, preview.height * 4), Image.NEAREST)
         field.storage.delete(name)
-        return field.storage.save(name, ContentFile(buffer.getvalue()))
+        return field.storage.save(name, png_file(enlarged, "preview"))
 
     def should_cancel(self) -> bool:
         if time.monotonic() - self.started > settings.JOB_DEADLINE:
@@ -151,14 +149,10 @@ def _garment_input(garment: Garment):
     from pipelines.request import GarmentInput
     from pipelines.types import GarmentAnalysis
 
-    def load(field, mode):
-        with field.open("rb") as stored, Image.open(stored) as picture:
-            return picture.convert(mode)
-
     analysis = GarmentAnalysis(
         category=garment.category,
-        cutout=load(garment.cutout, "RGBA"),
-        mask=load(garment.mask, "L"),
+        cutout=_stored_picture(garment.cutout, "RGBA"),
+        mask=_stored_picture(garment.mask, "L"),
         landmarks={name: (float(x), float(y)) for name, (x, y) in garment.landmarks.items()},
     )
     return GarmentInput(

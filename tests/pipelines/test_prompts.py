@@ -763,7 +763,7 @@ def test_sdxl_prompts_join_both_encoders_penultimate_layers_and_pool_bigg():
 
     tokenizers = (
         CLIPTokenizer.from_pretrained(tokenizer_folder()),
-        CLIPTokenizer.from_pretrained(tokenizer_folder("!")),
+        CLIPTokenizer.from_pretrained(tokenizer_folder(), pad_token="!"),
     )
     torch.manual_seed(0)
 

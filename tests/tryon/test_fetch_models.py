@@ -150,6 +150,8 @@ def test_a_download_that_breaks_off_is_resumed_from_its_folder(hub, settings, tm
             Path(local_dir).mkdir(parents=True)
             (Path(local_dir) / "part.incomplete").write_bytes(b"half")
             raise OSError("connection reset")
+        if len(folders) == 2:  # the next run finds the partial file where it left it
+            assert (Path(local_dir) / "part.incomplete").read_bytes() == b"half"
         return real_download(repo_id, filename=filename, revision=revision, local_dir=local_dir)
 
     hub.download = breaks_once

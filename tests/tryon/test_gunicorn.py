@@ -71,6 +71,19 @@ def _get(port: int, path: str, headers: dict[str, str]):
         connection.close()
 
 
+def _prepare(env: dict[str, str], code: str) -> str:
+    """Migrate the server's database, then run ``code`` with Django set up (its stdout)."""
+    prepare = (
+        "import django; django.setup(); from django.core.management import call_command; "
+        f"call_command('migrate', verbosity=0); {code}"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", prepare], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _wait_until_serving(server: subprocess.Popen, port: int, log: Path) -> None:
     """Until gunicorn answers its health check (at most 30 s); its log's end if it died."""
     deadline = time.monotonic() + 30
@@ -90,15 +103,7 @@ def production_server(tmp_path):
     collectstatic; yields the port and the access log's path, then stops the server."""
     port = _free_port()
     env = _production_environment(tmp_path, port)
-    prepare = (
-        "import django; django.setup(); from django.core.management import call_command; "
-        "call_command('migrate', verbosity=0); call_command('collectstatic', '--noinput', "
-        "verbosity=0)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", prepare], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
+    _prepare(env, "call_command('collectstatic', '--noinput', verbosity=0)")
     log = tmp_path / "gunicorn.log"
     server = _start(env, log)
     try:
@@ -220,18 +225,12 @@ def test_a_try_on_post_to_gunicorn_never_imports_torch(tmp_path):
     """
     port = _free_port()
     env = {**_production_environment(tmp_path, port), "WEB_CONCURRENCY": "1"}
-    prepare = (
-        "import django; django.setup(); from django.core.management import call_command; "
-        "call_command('migrate', verbosity=0); "
+    made = _prepare(
+        env,
         "from django.contrib.auth import get_user_model; from catalog.demo import analysed_tee; "
-        "merchant = get_user_model().objects.create_user('m'); "
-        "print(analysed_tee(merchant).pk)"
+        "print(analysed_tee(get_user_model().objects.create_user('m')).pk)",
     )
-    done = subprocess.run(
-        [sys.executable, "-c", prepare], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    garment_pk = int(done.stdout.split()[-1])
+    garment_pk = int(made.split()[-1])
     log = tmp_path / "gunicorn.log"
     server = _start({**env, "PYTHONPROFILEIMPORTTIME": "1"}, log)
     try:
@@ -246,6 +245,8 @@ def test_a_try_on_post_to_gunicorn_never_imports_torch(tmp_path):
     # The log does cover the POST: the pose check's MediaPipe is first imported by it.
     assert "mediapipe" not in before and "mediapipe" in after
     assert "tryon.intake" in after
+    # The POST ran the web side's pose check, whose module only that imports.
+    assert "pipelines.person" not in before and "pipelines.person" in after
     heavy = {name for name in after if name.split(".")[0] in HEAVY_MODULES}
     assert heavy == set()
 
