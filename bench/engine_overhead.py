@@ -40,12 +40,12 @@ from pipelines.generate import (
     inpaint_pass,
     inpaint_region,
     paste_back,
-    select_models,
 )
 from pipelines.params import GenerationParams
 from pipelines.prompt_encoding import encode_prompt_pair
 from pipelines.prompts import build_prompt, parse_prompt
 from pipelines.samplers import make_scheduler
+from pipelines.selection import select_models
 from pipelines.tiny import make_tiny
 
 PHOTO_SIZE = (1024, 1536)
@@ -104,7 +104,7 @@ def _best_ms(run, repeats: int = 2 * REPEATS) -> float:
 
 def main() -> None:
     torch.set_grad_enabled(False)
-    params = GenerationParams(steps=STEPS, seed=SEED)
+    params = GenerationParams(steps=STEPS, seed=SEED, width=512, height=768)
     prompt, negative = build_prompt(category="upper", colour="red", material="cotton", photo=True)
     photo, mask, controls = _inputs()
     units = params.controlnets

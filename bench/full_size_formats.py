@@ -13,14 +13,18 @@ no ``.config`` folders: the architecture comes from the keys, the configs from
 ``tryon`` and ``modelshot`` run one step at 256 × 256 on them, as a user would. Random weights
 paint noise: this proves loading and running at full size, not picture quality.
 
-With ``--sdxl`` (or ``--sdxl-only``) it also writes a full-size SDXL inpainting checkpoint
-(Stability's layout, fp16, 6.9 GB) and loads it with the shipped SDXL configs in fp16
-(``sdxl_load``: seconds and parameter counts). Painting at full SDXL size is not attempted
-here: in fp32 the UNet, both text encoders and two 1.25-billion-parameter SDXL ControlNets need
-about 24 GB, this machine's whole memory.
+With ``--sdxl`` (or ``--sdxl-only``) it does the same for SDXL: a full-size SDXL inpainting
+checkpoint (Stability's layout, fp16, 6.9 GB) and the two SDXL ControlNets (diffusers single
+files, fp16, 2.5 GB each) under the names ``fetch --set sdxl`` gives them, then ``tryon`` and
+``modelshot`` at 512 × 512, one step, in bf16 (``--dtype bf16``): in fp32 the UNet, both text
+encoders and the two 1.25-billion-parameter ControlNets would need about 24 GB, this
+machine's whole memory; bf16 halves that. ``peak_rss_gb`` is the largest child process so far.
 """
 
+import gc
 import json
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,36 +66,85 @@ def _write_models(models: Path) -> dict[str, float]:
     return spent
 
 
-def _sdxl_load(work: Path) -> dict:
-    """Write the full-size SDXL inpainting checkpoint and load it with the shipped configs."""
-    from pipelines.loading import _load_checkpoint_components
-    from pipelines.registry import scan_models
-
-    path = work / "xl" / "checkpoints" / "sd_xl_inpainting.safetensors"
-    path.parent.mkdir(parents=True)
-    started = time.perf_counter()
+def _write_sdxl_models(models: Path) -> dict[str, float]:
+    """The full-size SDXL files under the starter set's names; seconds spent writing each."""
+    spent = {}
     torch.set_default_dtype(torch.float16)  # build in half: the fp32 models would not fit twice
     try:
+        started = time.perf_counter()
+        path = models / "checkpoints" / "sd_xl_base_1.0_inpainting_0.1.safetensors"
         mf.write_sdxl_checkpoint(path, **mf.sdxl_configs(inpainting=True), dtype=torch.float16)
+        spent["checkpoint"] = round(time.perf_counter() - started, 1)
+        config = mf.controlnet_config(mf.sdxl_configs()["unet_config"])
+        for seed, kind in enumerate(("openpose", "canny")):
+            started = time.perf_counter()
+            path = models / "controlnet" / f"controlnet-{kind}-sdxl-1.0.safetensors"
+            mf.write_diffusers_controlnet(path, config, seed=seed, dtype=torch.float16)
+            gc.collect()
+            spent[kind] = round(time.perf_counter() - started, 1)
     finally:
         torch.set_default_dtype(torch.float32)
-    written = round(time.perf_counter() - started, 1)
-    (entry,) = scan_models(work / "xl")
-    started = time.perf_counter()
-    components = _load_checkpoint_components(entry, torch.float16)
-    loaded = round(time.perf_counter() - started, 1)
-    counts = {
-        name: sum(p.numel() for p in model.parameters())
-        for name, model in components.items()
-        if hasattr(model, "parameters")
-    }
+    return spent
+
+
+def _runs(models: Path, work: Path, size: int, extra_common: list[str]) -> dict:
+    """``tryon`` (with the default and, if installed, a normal checkpoint) and ``modelshot``
+    through the CLI at ``size``², one step."""
+    common = ["--engine", "sd", "--models", str(models), "--steps", "1", "--seed", "1"]
+    common += ["--width", str(size), "--height", str(size), *extra_common]
+    named = {path.stem for path in (models / "checkpoints").iterdir()}
+    plans = [("tryon", ["tryon", "--person", str(work / "astronaut.png")], [])]
+    if "sd15" in named:
+        plans.append(
+            (
+                "tryon_normal_checkpoint",
+                ["tryon", "--person", str(work / "astronaut.png")],
+                ["--checkpoint", "sd15"],
+            )
+        )
+    vae = ["--vae", "vae-ft-mse-840000-ema-pruned"] if "sd15" in named else []
+    plans.append(("modelshot", ["modelshot"], vae))
+    runs = {}
+    for name, args, extra in plans:
+        out = work / f"{models.name}-{name}"
+        seconds, done = _cli(
+            *args, "--garment", str(work / "tee.png"), "-c", "upper", *common, *extra,
+            "--out", str(out),
+        )  # fmt: skip
+        result = out / "result.png"
+        runs[name] = {
+            "seconds": seconds,
+            "ok": done.returncode == 0 and result.is_file(),
+            "size": list(Image.open(result).size) if result.is_file() else None,
+            "error": _error_of(done),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 1),
+        }
+    return runs
+
+
+def _error_of(done: subprocess.CompletedProcess) -> str:
+    """The CLI's ``error:`` line, or how the process ended (killed by a signal: -9 is the
+    kernel's out-of-memory killer)."""
+    if done.returncode == 0:
+        return ""
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    return lines[-1] if lines else f"exit status {done.returncode}"
+
+
+def _listing(models: Path) -> dict:
+    _, listing = _cli("models", "--models", str(models))
+    return {m["name"]: m["architecture"] for m in json.loads(listing.stdout)}
+
+
+def _sdxl(work: Path) -> dict:
+    models = work / "xl"
+    written = _write_sdxl_models(models)
+    gc.collect()
     return {
-        "file_gb": round(path.stat().st_size / 1e9, 2),
         "write_s": written,
-        "load_s": loaded,
-        "parameters": counts,
-        "unet_in_channels": components["unet"].config.in_channels,
-        "tokenizer_2_pad": components["tokenizer_2"].pad_token,
+        "files_gb": {p.name: round(p.stat().st_size / 1e9, 2) for p in models.rglob("*.*")},
+        "architectures": _listing(models),
+        "runs": _runs(models, work, 512, ["--dtype", "bf16"]),
     }
 
 
@@ -106,50 +159,25 @@ def _cli(*args: str) -> tuple[float, subprocess.CompletedProcess]:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="full-size-") as scratch:
         work = Path(scratch)
-        if "--sdxl-only" in sys.argv[1:]:
-            print(json.dumps({"sdxl_load": _sdxl_load(work)}))
-            return
-        sdxl = _sdxl_load(work) if "--sdxl" in sys.argv[1:] else "not run (pass --sdxl)"
-        models = work / "models"
-        written = _write_models(models)
-        sizes_gb = {path.name: round(path.stat().st_size / 1e9, 2) for path in models.rglob("*.*")}
         Image.fromarray(data.astronaut()).save(work / "astronaut.png")
         draw_product_shot("tshirt", size=(384, 512)).image.save(work / "tee.png")
-        _, listing = _cli("models", "--models", str(models))
-        architectures = {m["name"]: m["architecture"] for m in json.loads(listing.stdout)}
-        common = ["--engine", "sd", "--models", str(models), "--steps", "1"]
-        common += ["--width", "256", "--height", "256", "--seed", "1"]
-        runs = {}
-        for name, args in (
-            ("tryon", ["tryon", "--person", str(work / "astronaut.png")]),
-            ("tryon_normal_checkpoint", ["tryon", "--person", str(work / "astronaut.png")]),
-            ("modelshot", ["modelshot"]),
-        ):
-            out = work / name
-            extra = ["--checkpoint", "sd15"] if name == "tryon_normal_checkpoint" else []
-            extra += ["--vae", "vae-ft-mse-840000-ema-pruned"] if name == "modelshot" else []
-            seconds, done = _cli(
-                *args, "--garment", str(work / "tee.png"), "-c", "upper", *common, *extra,
-                "--out", str(out),
-            )  # fmt: skip
-            result = out / "result.png"
-            runs[name] = {
-                "seconds": seconds,
-                "ok": done.returncode == 0 and result.is_file(),
-                "size": list(Image.open(result).size) if result.is_file() else None,
-                "error": done.stderr.strip().splitlines()[-1] if done.returncode else "",
-            }
-    print(
-        json.dumps(
-            {
-                "write_s": written,
-                "files_gb": sizes_gb,
-                "architectures": architectures,
-                "runs": runs,
-                "sdxl_load": sdxl,
-            }
-        )
-    )
+        if "--sdxl-only" in sys.argv[1:]:
+            print(json.dumps({"sdxl": _sdxl(work)}))
+            return
+        models = work / "models"
+        written = _write_models(models)
+        figures = {
+            "write_s": written,
+            "files_gb": {p.name: round(p.stat().st_size / 1e9, 2) for p in models.rglob("*.*")},
+            "architectures": _listing(models),
+            "runs": _runs(models, work, 256, []),
+        }
+        if "--sdxl" in sys.argv[1:]:
+            shutil.rmtree(models)  # the disk: the SDXL files are 12 GB
+            figures["sdxl"] = _sdxl(work)
+        else:
+            figures["sdxl"] = "not run (pass --sdxl)"
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -136,12 +136,12 @@ def main() -> None:
         crop_resize,
         inpaint_pass,
         inpaint_region,
-        select_models,
     )
     from pipelines.params import GenerationParams
     from pipelines.prompt_encoding import encode_prompt_pair
     from pipelines.prompts import parse_prompt
     from pipelines.samplers import make_scheduler
+    from pipelines.selection import select_models
 
     torch.set_grad_enabled(False)
     params = GenerationParams(steps=STEPS, seed=SEED, width=SIZE[0], height=SIZE[1])

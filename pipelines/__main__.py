@@ -187,13 +187,11 @@ def _model_attributes(text: str) -> dict[str, str]:
 
 
 def _run_tryon(args, request) -> dict:
+    from .request import RuntimeConfig
     from .tryon import run
 
-    runtime = None
-    if args.manifest:
-        from .request import RuntimeConfig
-
-        runtime = RuntimeConfig(manifest=Path(args.manifest).resolve())
+    manifest = Path(args.manifest).resolve() if args.manifest else None
+    runtime = RuntimeConfig(dtype=args.dtype, manifest=manifest)
     output = run(request, models_dir=Path(args.models), runtime=runtime)
     out = _out_dir(args)
     single = len(output.images) == 1
@@ -353,7 +351,9 @@ def _cmd_models(args) -> list:
 def _cmd_fetch(args) -> dict:
     from .fetch import fetch_recommended
 
-    placed = fetch_recommended(Path(args.models), log=lambda line: print(line, file=sys.stderr))
+    placed = fetch_recommended(
+        Path(args.models), set_name=args.set, log=lambda line: print(line, file=sys.stderr)
+    )
     return {"verified": [str(path) for path in placed]}
 
 
@@ -437,8 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.set_defaults(handler=_cmd_models)
 
-    fetch = commands.add_parser("fetch", help="download the recommended model files (internet)")
+    fetch = commands.add_parser("fetch", help="download a starter set of weights (internet)")
     fetch.add_argument("--models", default="models", help="the models folder (MODELS_DIR)")
+    fetch.add_argument(
+        "--set", default="sd15", help="sd15 (the default) or sdxl; run twice for both"
+    )
     fetch.set_defaults(handler=_cmd_fetch)
 
     make_tiny = commands.add_parser("make-tiny", help="write the tiny random-weight model kit")
@@ -464,6 +467,11 @@ def _add_generation_arguments(command) -> None:
         "--manifest",
         default=os.environ.get("MODELS_MANIFEST") or None,
         help="load only model files listed in this sha256sum file (default: $MODELS_MANIFEST)",
+    )
+    command.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto (fp16 on a GPU, fp32 on the CPU), fp16, bf16 or fp32",
     )
     command.add_argument("--checkpoint", help="an installed checkpoint's name")
     command.add_argument("--vae", help="an installed VAE's name (default: the checkpoint's own)")

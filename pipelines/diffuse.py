@@ -24,6 +24,7 @@ from .request import (
     RuntimeConfig,
     TryOnRequest,
 )
+from .selection import EngineModels, select_models
 
 # The preprocessor behind each ControlNet slot's map, by its WebUI name (an inpaint's are the
 # client's own, see ``_modules``).
@@ -41,7 +42,7 @@ def paint(
     """The pictures from the diffusion passes, retried once with offload on GPU out of memory."""
     runtime = runtime or RuntimeConfig()
     engine_dir = engine_models_dir(plan.used["engine"], Path(models_dir))
-    models = generate.select_models(engine_dir, plan.request.params)
+    models = select_models(engine_dir, plan.request.params)
 
     def attempt(config: RuntimeConfig) -> tuple[GeneratedImage, ...]:
         return _paint_all(models, config, plan, timings, report, should_cancel)
@@ -66,7 +67,7 @@ def paint(
 
 
 def _paint_all(
-    models: generate.EngineModels,
+    models: EngineModels,
     runtime: RuntimeConfig,
     plan: Plan,
     timings: dict[str, float],

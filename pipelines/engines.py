@@ -56,7 +56,7 @@ def resolve_engine(requested: str, weights: InstalledWeights) -> str:
         return "sd" if weights.can_run_sd else "preview"
     if requested == "sd" and not weights.can_run_sd:
         missing = [
-            f"a Stable Diffusion 1.5 checkpoint in {weights.models_dir / 'checkpoints'}"
+            f"an SD 1.5 or SDXL checkpoint in {weights.models_dir / 'checkpoints'}"
             if not weights.by_folder.get("checkpoints")
             else "",
             f"OpenPose and Canny ControlNets in {weights.models_dir / 'controlnet'}"

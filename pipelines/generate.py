@@ -16,12 +16,9 @@
 Only workers import this module: it imports torch and diffusers.
 """
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -30,13 +27,10 @@ import torch
 from diffusers import MultiControlNetModel
 from PIL import Image
 
-from .engines import FETCH_HINT
 from .errors import (
     GenerationCancelled,
     GenerationError,
     InvalidInputError,
-    ModelNotFoundError,
-    PipelineError,
 )
 from .loading import load_pipeline, load_state_dict
 from .params import CONTROL_MODES, CONTROL_NAMES, GenerationParams
@@ -45,6 +39,7 @@ from .prompts import check_prompt_characters, parse_prompt
 from .registry import ModelEntry, model_hash, resolve_model, scan_models
 from .request import RuntimeConfig
 from .samplers import make_scheduler
+from .selection import EngineModels
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive)
 
@@ -71,95 +66,6 @@ class StepReport:
     step: int
     total: int
     preview: Image.Image | None = None
-
-
-@dataclass(frozen=True)
-class EngineModels:
-    """The installed models one run uses."""
-
-    checkpoint: ModelEntry
-    controlnets: tuple[ModelEntry, ...]
-    vae: ModelEntry | None = None
-
-
-def select_models(models_dir: Path, params: GenerationParams) -> EngineModels:
-    """The checkpoint, the OpenPose and Canny ControlNets and the VAE a run uses.
-
-    Names in ``params`` pick installed models (WebUI spelling, ``[hash]`` allowed); left empty,
-    an inpainting checkpoint is preferred and each ControlNet is found by its kind in its name.
-    Raises ``ModelNotFoundError`` listing everything missing at once.
-    """
-    models_dir = Path(models_dir)
-    entries = scan_models(models_dir)
-    missing: list[str] = []
-    if params.checkpoint:
-        checkpoint = _pick(entries, "checkpoints", params.checkpoint, "", missing)
-    else:
-        checkpoint = _default_checkpoint(entries)
-    if checkpoint is None and not params.checkpoint:
-        missing.append(f"a Stable Diffusion 1.5 checkpoint in {models_dir / 'checkpoints'}")
-    nets = []
-    for kind, unit in zip(CONTROL_NAMES, params.controlnets, strict=True):
-        net = _pick(entries, "controlnet", unit.model, kind, missing, any_fallback=False)
-        if net is None and not unit.model:
-            missing.append(
-                f"a {kind} ControlNet (a name containing {kind!r}) in {models_dir / 'controlnet'}"
-            )
-        nets.append(net)
-    vae = None
-    if params.vae not in ("", "Automatic", "None"):
-        vae = _pick(entries, "vae", params.vae, "", missing)
-    if missing:
-        raise ModelNotFoundError(f"missing model files: {'; '.join(missing)}. {FETCH_HINT}")
-    return EngineModels(checkpoint, tuple(nets), vae)
-
-
-def _default_checkpoint(entries: list[ModelEntry]) -> ModelEntry | None:
-    """An inpainting checkpoint (9 UNet channels) before a normal one, told from the file: a
-    diffusers folder's UNet config, a ``.safetensors`` header; a pickle by "inpaint" in its name
-    (its keys would mean reading all of it). Then by name, as listed."""
-    candidates = [entry for entry in entries if entry.kind == "checkpoints"]
-    return next((e for e in candidates if _inpaints(e)), candidates[0] if candidates else None)
-
-
-def _inpaints(entry: ModelEntry) -> bool:
-    if entry.format not in ("diffusers", "safetensors"):
-        return "inpaint" in entry.name.lower()
-    read = entry.path / "unet" / "config.json" if entry.format == "diffusers" else entry.path
-    try:
-        return _inpaints_file(read, read.stat().st_mtime_ns)
-    except OSError:
-        return False
-
-
-@lru_cache(maxsize=256)
-def _inpaints_file(path: Path, mtime_ns: int) -> bool:
-    """Whether a UNet config or a checkpoint's header says 9 channels; remembered per file
-    version, since every job asks (``mtime_ns`` is part of the key)."""
-    from .architectures import detect_file
-
-    try:
-        if path.name == "config.json":
-            return json.loads(path.read_text()).get("in_channels") == 9
-        return detect_file(path).inpainting
-    except (OSError, ValueError, PipelineError):
-        return False  # unreadable: loading it says why, if it is ever picked
-
-
-def _pick(entries, kind: str, name: str, hint: str, missing: list[str], *, any_fallback=True):
-    """The model called ``name``; unnamed, the first whose name has ``hint`` (or any, if
-    ``any_fallback``). A name that is not installed is added to ``missing``."""
-    if name:
-        try:
-            return resolve_model(entries, kind, name)
-        except ModelNotFoundError as error:
-            missing.append(str(error))
-            return None
-    candidates = [entry for entry in entries if entry.kind == kind]
-    hinted = [entry for entry in candidates if hint in entry.name.lower()]
-    if hinted:
-        return hinted[0]
-    return candidates[0] if any_fallback and candidates else None
 
 
 # --- the inpaint area ----------------------------------------------------------------------------

@@ -87,7 +87,9 @@ class GenerationParams:
 
     ``prompt`` and ``negative_prompt`` are added to the server-built prompts; ``width`` and
     ``height`` are the processing size (the canvas of a model shot; the size the masked area of
-    a photo is processed at). ``mask_blur`` None means 2.5% of the shoulder width;
+    a photo is processed at); None means the checkpoint's native size, 512 × 768 for SD 1.5
+    and 832 × 1216 for SDXL (``selection.at_native_size``, which a run applies first).
+    ``mask_blur`` None means 2.5% of the shoulder width;
     ``denoising_strength`` None means the mode's default (0.75 for a photo, whose composite
     already shows the garment; 1.0 for a model shot, whose model is painted from nothing).
     ``controlnets`` holds the OpenPose unit, then the Canny unit.
@@ -100,8 +102,8 @@ class GenerationParams:
     steps: int = 20
     cfg_scale: float = 7.0
     seed: int = -1
-    width: int = 512
-    height: int = 768
+    width: int | None = None
+    height: int | None = None
     batch_size: int = 1
     denoising_strength: float | None = None
     clip_skip: int = 1
@@ -122,6 +124,8 @@ class GenerationParams:
         _check_int("seed", self.seed, -1, MAX_SEED)
         for name in ("width", "height"):
             value = getattr(self, name)
+            if value is None:
+                continue
             _check_int(name, value, *SIZE_RANGE)
             if value % 8:
                 _fail(name, f"must be a multiple of 8, got {value}")

@@ -58,6 +58,7 @@ from .request import (
     check_request,
 )
 from .scenes import Scene, resolve_scene
+from .selection import at_native_size
 from .text import one_line
 from .types import PersonAnalysis
 from .warp import composite, warp_garment
@@ -101,6 +102,8 @@ def run(
     # 3. Analyse: the person in the photo, the pose preset on its scene, or the client's picture.
     #    The engine is known first: a model shot's preview draws a mannequin.
     engine = resolve_engine(request.engine, find_weights(Path(models_dir)))
+    #    An unset size is the checkpoint's native one (SDXL's 1024 class, SD 1.5's 512 class).
+    request = replace(request, params=at_native_size(Path(models_dir), engine, request.params))
     report(Progress(0.0, "analysing"))
     subject = _analyse(request, garments, timings)
     # 4. Mask and warp: each pass's mask, warped garment and init picture, the prompts, the maps.

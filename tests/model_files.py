@@ -370,6 +370,16 @@ def write_controlnet_pth(
     return _save(path, _cast(_prefixed(CONTROLNET_PREFIX, state), dtype))
 
 
+def write_diffusers_controlnet(
+    path: Path, controlnet_config: Config, *, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> Path:
+    """Write a ControlNet as SDXL ControlNets are published (a diffusers single file: the
+    ``diffusion_pytorch_model.safetensors`` of its repository, diffusers' own key names) and
+    return ``path``."""
+    net = build_controlnet(controlnet_config, seed=seed)
+    return _save(path, _cast(net.state_dict(), dtype))
+
+
 def write_vae(
     path: Path, vae_config: Config, *, seed: int = 0, dtype: torch.dtype = torch.float32
 ) -> Path:

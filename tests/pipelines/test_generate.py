@@ -19,9 +19,9 @@ from pipelines.generate import (
     latent_preview,
     match_colours,
     paste_back,
-    select_models,
 )
 from pipelines.params import CONTROL_MODES, GenerationParams
+from pipelines.selection import select_models
 from pipelines.tiny import CHECKPOINT, CONTROLNETS
 
 BALANCED, PROMPT_MORE, CONTROL_MORE = CONTROL_MODES

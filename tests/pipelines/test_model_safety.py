@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pipelines import cache, generate
+from pipelines import cache, generate, selection
 from pipelines.__main__ import main
 from pipelines.errors import InvalidInputError, UntrustedModelError
 from pipelines.garment import find_sam_checkpoint, load_sam_predictor
@@ -243,7 +243,7 @@ def test_the_cli_takes_the_manifest_from_its_option_or_models_manifest(
 
 
 def test_the_generator_loads_nothing_the_manifest_lacks(tiny_kit, tmp_path):
-    models = generate.select_models(tiny_kit, GenerationParams())
+    models = selection.select_models(tiny_kit, GenerationParams())
     lines = manifest_lines(scan_models(tiny_kit), tiny_kit)
     manifest = tmp_path / "manifest.sha256"
 

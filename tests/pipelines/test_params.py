@@ -29,7 +29,7 @@ def test_defaults_are_valid_and_webui_like():
     assert params.steps == 20
     assert params.cfg_scale == 7.0
     assert params.seed == -1
-    assert (params.width, params.height) == (512, 768)
+    assert (params.width, params.height) == (None, None)  # the checkpoint's native size
     assert params.sampler.name == "DPM++ 2M"
     assert len(params.controlnets) == 2
     assert all(isinstance(unit, ControlUnit) for unit in params.controlnets)

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from pipelines import cache, generate
+from pipelines import cache, generate, selection
 from pipelines.errors import (
     GenerationCancelled,
     GenerationError,
@@ -402,7 +402,9 @@ def test_out_of_memory_twice_is_a_clear_error(photo, tee, models, monkeypatch):
 
 def test_every_pass_uses_sdpa_attention(models):
     params = GenerationParams(**FAST)
-    generator = generate.Generator(generate.select_models(models, params), generate.RuntimeConfig())
+    generator = generate.Generator(
+        selection.select_models(models, params), generate.RuntimeConfig()
+    )
     processors = {type(p).__name__ for p in generator.pipe.unet.attn_processors.values()}
     assert processors == {"AttnProcessor2_0"}
 

@@ -105,7 +105,6 @@ def _sdxl_config_beside(path: Path, configs: dict, tokenizer: Path) -> None:
 def sdxl_models(tmp_path_factory, tiny_kit) -> Path:
     """An SDXL inpainting checkpoint in Stability's layout, two SDXL ControlNets as diffusers
     single files (as SDXL ControlNets are published), and an SD 1.5 ``.pth`` ControlNet."""
-    from safetensors.torch import save_file
 
     root = tmp_path_factory.mktemp("sdxl-models")
     configs = mf.tiny_sdxl_configs(inpainting=True)
@@ -117,7 +116,7 @@ def sdxl_models(tmp_path_factory, tiny_kit) -> Path:
     config = mf.tiny_controlnet_config(sdxl=True)
     for kind, seed in (("openpose", 8), ("canny", 9)):
         net = root / "controlnet" / f"controlnet-{kind}-sdxl-1.0.safetensors"
-        save_file(mf.build_controlnet(config, seed=seed).state_dict(), net)
+        mf.write_diffusers_controlnet(net, config, seed=seed)
         mf.config_beside(net, config)
     sd15 = mf.write_controlnet_pth(
         root / "controlnet" / f"{OPENPOSE}.pth", mf.tiny_controlnet_config(), seed=3
@@ -167,6 +166,23 @@ def test_an_sdxl_checkpoint_paints_with_sdxl_controlnets(sdxl_models, pictures, 
     assert expected in capsys.readouterr().err
 
 
+def test_an_sdxl_folder_needs_no_names_and_paints_at_the_native_size(
+    sdxl_models, pictures, tmp_path
+):
+    """Unnamed, each unit takes the ControlNet of the checkpoint's family (the folder also holds
+    an SD 1.5 OpenPose, listed first), and an unset size is SDXL's 832 × 1216."""
+    out = tmp_path / "shot"
+    args = ["modelshot", "--engine", "sd", "--models", str(sdxl_models), "--steps", "1"]
+    args += ["--garment", str(pictures / "tee.png"), "--category", "upper", "--out", str(out)]
+    assert main(args) == 0
+    result = Image.open(out / "result.png")
+    assert result.size == (832, 1216)
+    info = parse_infotext(read_png_infotext(out / "result.png"))
+    assert (info["Size-1"], info["Size-2"]) == ("832", "1216")
+    assert "controlnet-openpose-sdxl-1.0" in info["ControlNet 0"]
+    assert "controlnet-canny-sdxl-1.0" in info["ControlNet 1"]
+
+
 def test_controlnet_layouts_not_loaded_yet_are_refused_by_name(sdxl_models, tmp_path):
     from pipelines.loading import load_pipeline
     from pipelines.registry import resolve_model, scan_models
@@ -182,8 +198,8 @@ def test_controlnet_layouts_not_loaded_yet_are_refused_by_name(sdxl_models, tmp_
 
 
 def test_the_default_checkpoint_is_the_one_that_inpaints_whatever_its_name(tmp_path):
-    from pipelines.generate import select_models
     from pipelines.params import GenerationParams
+    from pipelines.selection import select_models
 
     (tmp_path / "checkpoints").mkdir()
     for name, inpainting in (("alpha", False), ("zeta", True)):
