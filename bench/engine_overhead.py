@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,10 +42,12 @@ from pipelines.generate import (
     inpaint_region,
     paste_back,
 )
-from pipelines.params import GenerationParams
+from pipelines.params import GenerationParams, ReferenceUnit
 from pipelines.prompt_encoding import encode_prompt_pair
 from pipelines.prompts import build_prompt, parse_prompt
+from pipelines.reference import reference_picture
 from pipelines.samplers import make_scheduler
+from pipelines.samples import draw_product_shot
 from pipelines.selection import select_models
 from pipelines.tiny import make_tiny
 
@@ -115,7 +118,7 @@ def main() -> None:
         )
     pipe = generator.pipe
 
-    def ours():
+    def ours(chosen=params, reference=None):
         return inpaint_pass(
             generator,
             image=photo,
@@ -123,10 +126,11 @@ def main() -> None:
             controls=controls,
             prompt=prompt,
             negative_prompt=negative,
-            params=params,
+            params=chosen,
             strength=STRENGTH,
             seed=SEED,
             color_correction=True,
+            reference=reference,
         )
 
     # The direct call's setup: the same crop, scheduler, control modes and embeddings, untimed.
@@ -160,15 +164,25 @@ def main() -> None:
             output_type="pil",
         ).images[0]
 
+    shot = draw_product_shot("tshirt", size=(384, 512))
+    cutout = shot.image.convert("RGBA")
+    cutout.putalpha(shot.mask)
+    garment = reference_picture(cutout, (params.width, params.height))
+    referenced = replace(params, reference=ReferenceUnit(weight=1.0))
+
+    def with_reference():
+        return ours(referenced, garment)
+
     processed = ours().processed
     same_picture = np.array_equal(np.asarray(processed), np.asarray(direct()))
     pipe_s: list[float] = []
     _record_calls(pipe, pipe_s)
-    ours_s, direct_s, own_s = [], [], []
+    ours_s, direct_s, own_s, reference_s = [], [], [], []
     for repeat in range(REPEATS):
         ours_s.append(_timed(ours))
         own_s.append(ours_s[-1] - pipe_s[-1])
         direct_s.append(_timed(direct))
+        reference_s.append(_timed(with_reference))
         print(
             f"repeat {repeat + 1}: ours {ours_s[-1]:.3f} s (own {own_s[-1] * 1000:.0f} ms), "
             f"direct {direct_s[-1]:.3f} s",
@@ -216,6 +230,9 @@ def main() -> None:
                 "ratio": round(ours_median / direct_median, 3),
                 "overhead_ms": round(own_median * 1000, 1),
                 "ratio_in_run": round(ours_median / (ours_median - own_median), 3),
+                # The reference unit (weight 1, every step): one more UNet call per step.
+                "reference_s": round(statistics.median(reference_s), 3),
+                "reference_ratio": round(statistics.median(reference_s) / ours_median, 3),
                 "parts_ms": parts_ms,
                 "same_picture": same_picture,
                 "threads": torch.get_num_threads(),

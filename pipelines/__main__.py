@@ -137,7 +137,7 @@ def _cmd_preview(args) -> dict:
 
 
 def _generation_params(args):
-    from .params import GenerationParams
+    from .params import GenerationParams, ReferenceUnit
 
     options = {
         "prompt": args.prompt,
@@ -153,6 +153,14 @@ def _generation_params(args):
         "checkpoint": args.checkpoint,
         "vae": args.vae,
     }
+    reference = {
+        "weight": args.reference_weight,
+        "module": args.reference_module,
+        "style_fidelity": args.style_fidelity,
+    }
+    reference = {k: v for k, v in reference.items() if v is not None}
+    if reference:
+        options["reference"] = ReferenceUnit(**reference)
     params = GenerationParams(**{k: v for k, v in options.items() if v is not None})
     named = (args.controlnet_openpose or "", args.controlnet_canny or "")
     if any(named):
@@ -485,6 +493,18 @@ def _add_generation_arguments(command) -> None:
     command.add_argument("--seed", type=int, help="-1 for a random seed")
     command.add_argument("--strength", type=float, help="denoising strength, 0 to 1")
     command.add_argument("--batch", type=int, help="how many images (seeds seed, seed+1, ...)")
+    command.add_argument(
+        "--reference-weight",
+        type=float,
+        help="the garment's reference unit: 0 turns it off, 1 uses every layer (default 0.8)",
+    )
+    command.add_argument(
+        "--reference-module",
+        help="reference_only (default), reference_adain or reference_adain+attn",
+    )
+    command.add_argument(
+        "--style-fidelity", type=float, help="the reference unit's style fidelity, 0 to 1"
+    )
     command.add_argument("--width", type=int, help="the processing width (multiple of 8)")
     command.add_argument("--height", type=int, help="the processing height (multiple of 8)")
 

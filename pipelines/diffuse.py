@@ -13,9 +13,10 @@ from . import generate
 from .engines import engine_models_dir
 from .errors import GenerationError
 from .infotext import format_infotext
-from .params import CONTROL_NAMES, MAX_SEED
-from .plan import PREPARE_SHARE, Plan, timed
+from .params import CONTROL_NAMES, MAX_SEED, GenerationParams
+from .plan import PREPARE_SHARE, Pass, Plan, timed
 from .prompts import validate_prompt
+from .reference import reference_picture
 from .request import (
     CancelCheck,
     GeneratedImage,
@@ -108,6 +109,7 @@ def _paint_all(
                 strength=used["denoising_strength"],
                 seed=seed,
                 color_correction=params.color_correction and request.mode == "photo",
+                reference=_reference(planned, params),
                 on_step=on_step,
                 should_cancel=should_cancel,
             )
@@ -116,6 +118,14 @@ def _paint_all(
         images.append(GeneratedImage(picture, seed, info))
     timings["sampling"] = round((time.perf_counter() - sampling_started) * 1000, 1)
     return tuple(images)
+
+
+def _reference(planned: Pass, params: GenerationParams):
+    """The pass's garment as the reference unit sees it; None for an inpaint (no garment) or
+    with the unit off."""
+    if planned.garment is None or not params.reference.enabled:
+        return None
+    return reference_picture(planned.garment.analysis.cutout, (params.width, params.height))
 
 
 def _step_reporter(report: ProgressCallback, label: str, done: int, units: int):
@@ -169,6 +179,19 @@ def _infotext(request, generator, used, seed, hashes, lora_hashes) -> str:
             "Guidance Start": unit.guidance_start,
             "Guidance End": unit.guidance_end,
             "Control Mode": unit.control_mode,
+        }
+    reference = params.reference
+    if reference.enabled and request.mode != "inpaint":
+        # As the WebUI ControlNet extension writes a reference unit (no model; the style
+        # fidelity is its "Threshold A").
+        fields[f"ControlNet {len(CONTROL_NAMES)}"] = {
+            "Module": reference.module,
+            "Model": "None",
+            "Weight": reference.weight,
+            "Threshold A": reference.style_fidelity,
+            "Guidance Start": reference.guidance_start,
+            "Guidance End": reference.guidance_end,
+            "Control Mode": "Balanced",
         }
     if lora_hashes:
         fields["Lora hashes"] = lora_hashes

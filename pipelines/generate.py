@@ -16,6 +16,7 @@
 Only workers import this module: it imports torch and diffusers.
 """
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from .loading import load_pipeline, load_state_dict
 from .params import CONTROL_MODES, CONTROL_NAMES, GenerationParams
 from .prompt_encoding import check_prompt_length, encode_prompt_pair, encode_prompt_pair_xl
 from .prompts import check_prompt_characters, parse_prompt
+from .reference import attached, encode_reference
 from .registry import ModelEntry, model_hash, resolve_model, scan_models
 from .request import RuntimeConfig
 from .samplers import make_scheduler
@@ -403,10 +405,14 @@ class Generator:
         params: GenerationParams,
         strength: float,
         seed: int,
+        reference: Image.Image | None = None,
         on_step: Callable[[StepReport], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> Image.Image:
-        """One image at the processing size: ``image``, ``mask`` and ``controls`` already are."""
+        """One image at the processing size: ``image``, ``mask`` and ``controls`` already are.
+
+        With a ``reference`` picture (the garment's) and ``params.reference`` enabled, the
+        reference unit steers the pass (``pipelines.reference``)."""
         pipe = self.pipe
         pipe.scheduler = make_scheduler(params.sampler, pipe.scheduler.config)
         embeddings = self._embeddings(prompt, negative_prompt, params.clip_skip)
@@ -430,24 +436,30 @@ class Generator:
 
         if should_cancel is not None and should_cancel():
             raise GenerationCancelled("cancelled")
+        size = (params.width, params.height)
+        steering = contextlib.nullcontext()
+        if reference is not None and params.reference.enabled:
+            encoded = encode_reference(pipe, reference, size, seed)
+            steering = attached(pipe, encoded, params.reference, cfg=params.cfg_scale > 1)
         try:
-            result = pipe(
-                **{name: value.to(device, self.dtype) for name, value in embeddings.items()},
-                image=image,
-                mask_image=mask,
-                control_image=list(controls),
-                width=params.width,
-                height=params.height,
-                strength=strength,
-                num_inference_steps=schedule_steps(params.steps, strength),
-                guidance_scale=params.cfg_scale,
-                generator=torch.Generator("cpu").manual_seed(seed),
-                controlnet_conditioning_scale=[u.weight for u in units],
-                control_guidance_start=[u.guidance_start for u in units],
-                control_guidance_end=[u.guidance_end for u in units],
-                callback_on_step_end=step_end,
-                output_type="pil",
-            )
+            with steering:
+                result = pipe(
+                    **{name: value.to(device, self.dtype) for name, value in embeddings.items()},
+                    image=image,
+                    mask_image=mask,
+                    control_image=list(controls),
+                    width=params.width,
+                    height=params.height,
+                    strength=strength,
+                    num_inference_steps=schedule_steps(params.steps, strength),
+                    guidance_scale=params.cfg_scale,
+                    generator=torch.Generator("cpu").manual_seed(seed),
+                    controlnet_conditioning_scale=[u.weight for u in units],
+                    control_guidance_start=[u.guidance_start for u in units],
+                    control_guidance_end=[u.guidance_end for u in units],
+                    callback_on_step_end=step_end,
+                    output_type="pil",
+                )
         except RuntimeError as error:
             if is_out_of_memory(error):
                 raise  # the caller retries once with offload
@@ -487,10 +499,12 @@ def inpaint_pass(
     strength: float,
     seed: int,
     color_correction: bool,
+    reference: Image.Image | None = None,
     on_step: Callable[[StepReport], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> PassResult:
-    """Repaint ``mask`` of ``image`` (full size) guided by ``controls`` (full size).
+    """Repaint ``mask`` of ``image`` (full size) guided by ``controls`` (full size) and, when
+    given, the ``reference`` picture (already at the processing size).
 
     The inpaint area is cut out, processed at ``params.width`` × ``params.height`` and pasted
     back; the result has ``image``'s size and equals it wherever ``mask`` is 0.
@@ -509,6 +523,7 @@ def inpaint_pass(
         params=params,
         strength=strength,
         seed=seed,
+        reference=reference,
         on_step=on_step,
         should_cancel=should_cancel,
     )

@@ -76,6 +76,41 @@ class ControlUnit:
         _check_text("model", self.model, 200)
 
 
+# The WebUI ControlNet extension's reference preprocessors (pipelines.reference).
+REFERENCE_MODULES = ("reference_only", "reference_adain", "reference_adain+attn")
+
+
+@dataclass(frozen=True)
+class ReferenceUnit:
+    """The reference unit: the garment's own picture steering what is painted inside its edges.
+
+    As the WebUI ControlNet extension's third kind of unit: ``module`` one of
+    ``REFERENCE_MODULES``; ``weight`` 0 turns it off, 1 uses every layer; ``style_fidelity``
+    (the extension's ``threshold_a``) from 0 to 1; ``guidance_start``/``guidance_end`` as for
+    a ControlNet unit.
+    """
+
+    module: str = "reference_only"
+    weight: float = 0.8
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    style_fidelity: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.module not in REFERENCE_MODULES:
+            _fail("module", f"must be one of {', '.join(REFERENCE_MODULES)}, got {self.module!r}")
+        _check_float("weight", self.weight, 0.0, 2.0)
+        _check_float("guidance_start", self.guidance_start, 0.0, 1.0)
+        _check_float("guidance_end", self.guidance_end, 0.0, 1.0)
+        if self.guidance_end <= self.guidance_start:
+            _fail("guidance_end", "must be greater than guidance_start")
+        _check_float("style_fidelity", self.style_fidelity, 0.0, 1.0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight > 0
+
+
 def _default_units() -> tuple[ControlUnit, ControlUnit]:
     # The pose steers the whole run; the garment's edges matter most while the shapes form.
     return (ControlUnit(weight=1.0), ControlUnit(weight=0.7, guidance_end=0.8))
@@ -114,6 +149,7 @@ class GenerationParams:
     controlnets: tuple[ControlUnit, ...] = field(default_factory=_default_units)
     checkpoint: str = ""
     vae: str = ""
+    reference: ReferenceUnit = field(default_factory=ReferenceUnit)
 
     def __post_init__(self) -> None:
         _check_text("prompt", self.prompt, 2000)
@@ -145,6 +181,8 @@ class GenerationParams:
         object.__setattr__(self, "controlnets", units)
         _check_text("checkpoint", self.checkpoint, 200)
         _check_text("vae", self.vae, 200)
+        if not isinstance(self.reference, ReferenceUnit):
+            _fail("reference", "must be a reference unit")
 
     @property
     def sampler(self):
@@ -162,9 +200,10 @@ class GenerationParams:
         return data
 
 
-_PARAM_NAMES = {f.name for f in fields(GenerationParams)} - {"controlnets"}
+_PARAM_NAMES = {f.name for f in fields(GenerationParams)} - {"controlnets", "reference"}
 _UNIT_NAMES = {f.name for f in fields(ControlUnit)}
-_KNOWN = _PARAM_NAMES | {"controlnet"}
+_REFERENCE_NAMES = {f.name for f in fields(ReferenceUnit)}
+_KNOWN = _PARAM_NAMES | {"controlnet", "reference"}
 
 
 def params_from_dict(data: Mapping[str, Any]) -> GenerationParams:
@@ -185,6 +224,8 @@ def params_from_dict(data: Mapping[str, Any]) -> GenerationParams:
     values = {name: data[name] for name in _PARAM_NAMES if name in data}
     if "controlnet" in data:
         values["controlnets"] = _units_from_list(data["controlnet"])
+    if "reference" in data:
+        values["reference"] = _reference_from(data["reference"])
     try:
         return GenerationParams(**values)
     except TypeError as error:  # a value of a type the checks never expected
@@ -208,3 +249,16 @@ def _units_from_list(items: Any) -> tuple[ControlUnit, ...]:
         except InvalidInputError as error:
             raise InvalidInputError(f"controlnet.{index}.{error.argument}", error.message) from None
     return tuple(units)
+
+
+def _reference_from(item: Any) -> ReferenceUnit:
+    """The reference unit from its JSON object; fields left out keep their defaults."""
+    if not isinstance(item, Mapping):
+        raise InvalidInputError("reference", "must be an object")
+    unknown = sorted(set(item) - _REFERENCE_NAMES)
+    if unknown:
+        raise InvalidInputError("reference", f"unknown fields {', '.join(unknown)}")
+    try:
+        return ReferenceUnit(**item)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"reference.{error.argument}", error.message) from None

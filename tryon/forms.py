@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 
 from common.forms import form_errors_from
 from common.uploads import ACCEPT_ATTRIBUTE
-from pipelines.params import MAX_SEED
+from pipelines.params import MAX_SEED, ReferenceUnit
 from pipelines.poses import CANVAS, PRESETS
 from pipelines.prompts import HAIR_WORDS, MODEL_VOCABULARY, USER_TEXT_MAX
 from pipelines.scenes import SCENES
@@ -162,9 +162,52 @@ class ModelShotForm(forms.Form):
         help_text="-1 picks a random one; variation n gets seed + n.",
     )
 
+    # Advanced: the reference unit (pipelines.reference); left empty, its defaults.
+    reference_module = forms.ChoiceField(
+        label="Garment reference",
+        choices=[
+            ("reference_only", "Attention: prints and details (reference_only)"),
+            ("reference_adain", "Colours and texture statistics (reference_adain)"),
+            ("reference_adain+attn", "Both (reference_adain+attn)"),
+        ],
+        required=False,
+        initial=ReferenceUnit.module,
+    )
+    reference_weight = forms.FloatField(
+        label="Reference weight",
+        min_value=0.0,
+        max_value=2.0,
+        required=False,
+        initial=ReferenceUnit.weight,
+        help_text="How strongly the garment's own picture steers what is painted; 0: off.",
+    )
+    style_fidelity = forms.FloatField(
+        label="Style fidelity",
+        min_value=0.0,
+        max_value=1.0,
+        required=False,
+        initial=ReferenceUnit.style_fidelity,
+        help_text="0 to 1: higher follows the garment's picture more closely.",
+    )
+
     ATTRIBUTE_FIELDS = tuple(MODEL_VOCABULARY)
     # Keys of the service's errors that name something this form calls differently.
-    SERVICE_FIELDS = {"pose": "poses", "scene": "scenes"}
+    SERVICE_FIELDS = {
+        "pose": "poses",
+        "scene": "scenes",
+        "reference.module": "reference_module",
+        "reference.weight": "reference_weight",
+        "reference.style_fidelity": "style_fidelity",
+    }
+
+    def reference_params(self) -> dict:
+        """The reference unit's fields the merchant set (the rest keep their defaults)."""
+        chosen = {
+            "module": self.cleaned_data["reference_module"] or None,
+            "weight": self.cleaned_data["reference_weight"],
+            "style_fidelity": self.cleaned_data["style_fidelity"],
+        }
+        return {name: value for name, value in chosen.items() if value is not None}
 
     def pose_options(self):
         """The pose checkboxes with the skeleton each one draws, in the presets' order."""

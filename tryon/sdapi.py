@@ -42,7 +42,7 @@ from common.api_errors import ConflictError
 from common.uploads import ANY_PICTURE_MAX_ASPECT, decode_base64_upload, open_untrusted_image
 from pipelines.errors import InvalidInputError
 from pipelines.infotext import parse_infotext, read_png_infotext
-from pipelines.params import CONTROL_NAMES
+from pipelines.params import CONTROL_NAMES, REFERENCE_MODULES
 from pipelines.request import CANNY_THRESHOLDS, control_slot
 
 from . import deletion, intake, selectors
@@ -55,6 +55,7 @@ PARAMS = (
     "width", "height", "denoising_strength", "mask_blur", "inpaint_full_res_padding",
 )  # fmt: skip
 UNITS_FIELD = "alwayson_scripts.ControlNet.args"
+REFERENCE = "reference"  # the slot of a reference_* unit (the garment steers by its picture)
 TRYON_FIELD = "alwayson_scripts.try-on.args.0"
 GARMENT_HINT = (
     'give {"try-on": {"args": [{"garment": <id of your garment>, "pose": …, "scene": …}]}}'
@@ -163,11 +164,13 @@ def _params_from_payload(payload: dict, units: dict[str, dict]) -> dict:
     overrides = _object(payload.get("override_settings"), "override_settings")
     if overrides.get("clip_skip") is not None:
         params["clip_skip"] = overrides["clip_skip"]
-    if units:
+    if any(slot in units for slot in CONTROL_NAMES):
         # A slot without a unit keeps its default (txt2img) or gets weight 0 (img2img).
         params["controlnet"] = [
             _unit(units[slot]) if slot in units else {} for slot in CONTROL_NAMES
         ]
+    if REFERENCE in units:
+        params["reference"] = _reference_unit(units[REFERENCE])
     return params
 
 
@@ -182,7 +185,11 @@ def _units(payload: dict) -> dict[str, dict]:
             continue  # as in the WebUI: a disabled unit does nothing
         module = _text(unit.get("module"), f"{field}.module") or "none"
         try:
-            slot = control_slot(module, _text(unit.get("model"), f"{field}.model"))
+            slot = (
+                REFERENCE
+                if module in REFERENCE_MODULES
+                else control_slot(module, _text(unit.get("model"), f"{field}.model"))
+            )
         except InvalidInputError as error:
             raise _refused(f"{field}.{error.argument}", error.message) from None
         if slot in units:
@@ -195,6 +202,13 @@ def _unit(unit: dict) -> dict:
     """One sd-webui-controlnet unit's weight, range, model and control mode (a name or 0/1/2)."""
     known = {"weight", "guidance_start", "guidance_end", "model", "control_mode"}
     return {key: unit[key] for key in known if unit.get(key) not in (None, "", "None")}
+
+
+def _reference_unit(unit: dict) -> dict:
+    """A ``reference_*`` unit as our reference unit: its style fidelity is ``threshold_a``."""
+    names = {"weight": "weight", "guidance_start": "guidance_start"}
+    names |= {"guidance_end": "guidance_end", "threshold_a": "style_fidelity", "module": "module"}
+    return {ours: unit[theirs] for theirs, ours in names.items() if unit.get(theirs) is not None}
 
 
 def _control_inputs(units: dict[str, dict]) -> dict[str, dict]:
@@ -306,6 +320,12 @@ def img2img(request):
     if not images or not images[0]:
         raise _refused("init_images", "give one base64-encoded picture")
     units = _units(payload)
+    if REFERENCE in units:
+        raise _refused(
+            UNITS_FIELD,
+            "a reference unit reads a garment's picture: use it on txt2img model shots, "
+            "where the garment is the reference",
+        )
     params = _params_from_payload(payload, units)
     params["batch_size"] = _count(payload)
     only_masked = _flag(payload.get("inpaint_full_res"), "inpaint_full_res")

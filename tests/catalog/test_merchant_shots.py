@@ -3,6 +3,7 @@
 import io
 import os
 import re
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from PIL import Image
 
 from catalog import services
 from catalog.models import Garment
+from pipelines.params import ReferenceUnit
 from pipelines.poses import PRESETS
 from tests.conftest import photo_upload, stored_files
 from tests.factories import (
@@ -353,6 +355,37 @@ def test_a_batch_is_created_for_the_merchant(merchant_client, merchant, analysed
     }
     assert {job.params["seed"] for job in jobs} == {1234, 1235}
     assert jobs.first().model_attributes == {"skin_tone": "brown", "hair": "long curly black"}
+    # The advanced section left empty: the reference unit keeps its defaults.
+    assert {job.params["reference"]["weight"] for job in jobs} == {ReferenceUnit.weight}
+
+
+def test_the_advanced_section_sets_the_garment_reference(merchant_client, analysed_garment):
+    url = reverse("merchant:garment_shots", args=[analysed_garment.pk])
+    assert 'name="reference_weight"' in merchant_client.get(url).content.decode()
+    response = merchant_client.post(
+        url,
+        {
+            "poses": ["front_standing"],
+            "count": "1",
+            "seed": "-1",
+            "reference_module": "reference_adain",
+            "reference_weight": "0.4",
+            "style_fidelity": "0.9",
+        },
+    )
+    assert response.status_code == 302
+    job = TryOnJob.objects.get(garment=analysed_garment)
+    assert job.params["reference"] == {
+        **asdict(ReferenceUnit()),
+        "module": "reference_adain",
+        "weight": 0.4,
+        "style_fidelity": 0.9,
+    }
+    wrong = merchant_client.post(
+        url, {"poses": ["front_standing"], "count": "1", "seed": "-1", "reference_weight": "3"}
+    )
+    assert wrong.status_code == 400
+    assert "less than or equal to 2" in _errors_of(wrong.content.decode(), "reference_weight")
 
 
 def _errors_of(page: str, name: str) -> str:

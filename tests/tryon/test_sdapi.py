@@ -49,6 +49,8 @@ def test_txt2img_with_two_controlnet_units_answers_in_webui_shape(
                     {"enabled": True, "module": "canny", "model": "", "weight": 0.5,
                      "guidance_start": 0.1, "guidance_end": 0.7,
                      "control_mode": "My prompt is more important"},
+                    {"enabled": True, "module": "reference_adain+attn", "model": "None",
+                     "weight": 0.6, "threshold_a": 0.25, "guidance_end": 0.9},
                 ]
             },
             "try-on": {"args": [{"garment": analysed_garment.pk, "pose": "three_quarter",
@@ -71,6 +73,10 @@ def test_txt2img_with_two_controlnet_units_answers_in_webui_shape(
     assert "Control Mode: ControlNet is more important" in fields["ControlNet 0"]
     assert "Guidance Start: 0.1" in fields["ControlNet 1"]
     assert "Control Mode: My prompt is more important" in fields["ControlNet 1"]
+    # The reference unit steers with the garment's picture, written as the extension does.
+    reference = fields["ControlNet 2"]
+    assert "Module: reference_adain+attn" in reference and "Weight: 0.6" in reference
+    assert "Threshold A: 0.25" in reference and "Guidance End: 0.9" in reference
     assert fields["Scene"] == "runway" and "(summer:1.2)" in fields["Prompt"]
 
     # PNG Info reads it back, as the WebUI's does.
@@ -353,6 +359,7 @@ def test_img2img_without_units_or_mask_repaints_all_unguided(webui, tiny_models_
         ),
         ({"units": [{"module": "canny", "threshold_a": 300}]}, "controlnet.canny.threshold_a"),
         ({"units": [{"module": "canny", "weight": 5}]}, "controlnet.1.weight"),
+        ({"units": [{"module": "reference_only"}]}, "alwayson_scripts.ControlNet.args"),
         ({"steps": 0}, "steps"),
         ({"n_iter": 5, "batch_size": 2}, "n_iter"),
         ({"prompt": "x" * 1001}, "prompt"),
