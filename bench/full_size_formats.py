@@ -91,7 +91,7 @@ def _runs(models: Path, work: Path, size: int, extra_common: list[str]) -> dict:
     """``tryon`` (with the default and, if installed, a normal checkpoint) and ``modelshot``
     through the CLI at ``size``², one step."""
     common = ["--engine", "sd", "--models", str(models), "--steps", "1", "--seed", "1"]
-    common += ["--width", str(size), "--height", str(size), *extra_common]
+    common += ["--width", str(size), "--height", str(size), "--hires-scale", "1", *extra_common]
     named = {path.stem for path in (models / "checkpoints").iterdir()}
     plans = [("tryon", ["tryon", "--person", str(work / "astronaut.png")], [])]
     if "sd15" in named:

@@ -153,6 +153,14 @@ def _generation_params(args):
         "checkpoint": args.checkpoint,
         "vae": args.vae,
     }
+    if args.hires_scale is not None:
+        options["enable_hr"] = args.hires_scale > 1
+        options["hr_scale"] = max(1.0, args.hires_scale)
+    elif args.command == "modelshot":
+        options["enable_hr"] = True  # model shots default to the hires pass, as on the site
+    options["hr_second_pass_steps"] = args.hires_steps
+    options["hr_denoising_strength"] = args.hires_strength
+    options["hr_upscaler"] = args.hires_upscaler
     reference = {
         "weight": args.reference_weight,
         "module": args.reference_module,
@@ -505,6 +513,16 @@ def _add_generation_arguments(command) -> None:
     command.add_argument(
         "--style-fidelity", type=float, help="the reference unit's style fidelity, 0 to 1"
     )
+    command.add_argument(
+        "--hires-scale",
+        type=float,
+        help="the hires pass's upscale (1: off; modelshot's default 2, tryon's 1)",
+    )
+    command.add_argument("--hires-steps", type=int, help="the hires pass's steps (0: --steps)")
+    command.add_argument(
+        "--hires-strength", type=float, help="the hires pass's denoising strength (0.5)"
+    )
+    command.add_argument("--hires-upscaler", help="Lanczos (default) or Nearest")
     command.add_argument("--width", type=int, help="the processing width (multiple of 8)")
     command.add_argument("--height", type=int, help="the processing height (multiple of 8)")
 

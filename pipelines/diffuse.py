@@ -180,6 +180,17 @@ def _infotext(request, generator, used, seed, hashes, lora_hashes) -> str:
             "Guidance End": unit.guidance_end,
             "Control Mode": unit.control_mode,
         }
+    if params.hires_scale > 1:
+        scale = params.hr_scale
+        fields["Hires upscale"] = int(scale) if float(scale).is_integer() else scale
+        fields["Hires steps"] = params.hr_second_pass_steps or None
+        fields["Hires upscaler"] = params.hr_upscaler
+        if request.mode == "model_shot":
+            # As the WebUI's txt2img writes it: the first pass paints from nothing, so its
+            # "Denoising strength" is the hires pass's.
+            fields["Denoising strength"] = params.hr_denoising_strength
+        else:
+            fields["Hires denoising strength"] = params.hr_denoising_strength
     reference = params.reference
     if reference.enabled and request.mode != "inpaint":
         # As the WebUI ControlNet extension writes a reference unit (no model; the style

@@ -19,7 +19,7 @@ Only workers import this module: it imports torch and diffusers.
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -285,6 +285,20 @@ class Generator:
         # one run: its LoRAs, which change the text encoder, are set before painting).
         self._encoded: dict[tuple, tuple] = {}
 
+    @contextlib.contextmanager
+    def tiled_vae(self):
+        """The VAE decodes (and encodes) in tiles inside the block when on a GPU, so that a
+        hires pass's big picture fits a small one; as the runtime says outside it."""
+        vae = self.pipe.vae
+        if self.device.type != "cuda" or self.runtime.vae_tiling:
+            yield
+            return
+        vae.enable_tiling()
+        try:
+            yield
+        finally:
+            vae.disable_tiling()
+
     def hashes(self) -> dict[str, str]:
         """WebUI short hashes of the checkpoint, the ControlNets and the VAE."""
         cache_file = self.runtime.hash_cache
@@ -406,10 +420,13 @@ class Generator:
         strength: float,
         seed: int,
         reference: Image.Image | None = None,
+        size: tuple[int, int] | None = None,
+        steps: int | None = None,
         on_step: Callable[[StepReport], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> Image.Image:
-        """One image at the processing size: ``image``, ``mask`` and ``controls`` already are.
+        """One image at the processing size (``size``, else ``params``'): ``image``, ``mask``
+        and ``controls`` already are. ``steps`` replaces ``params.steps`` (a hires pass's).
 
         With a ``reference`` picture (the garment's) and ``params.reference`` enabled, the
         reference unit steers the pass (``pipelines.reference``)."""
@@ -436,7 +453,7 @@ class Generator:
 
         if should_cancel is not None and should_cancel():
             raise GenerationCancelled("cancelled")
-        size = (params.width, params.height)
+        size = size or (params.width, params.height)
         steering = contextlib.nullcontext()
         if reference is not None and params.reference.enabled:
             encoded = encode_reference(pipe, reference, size, seed)
@@ -448,10 +465,10 @@ class Generator:
                     image=image,
                     mask_image=mask,
                     control_image=list(controls),
-                    width=params.width,
-                    height=params.height,
+                    width=size[0],
+                    height=size[1],
                     strength=strength,
-                    num_inference_steps=schedule_steps(params.steps, strength),
+                    num_inference_steps=schedule_steps(steps or params.steps, strength),
                     guidance_scale=params.cfg_scale,
                     generator=torch.Generator("cpu").manual_seed(seed),
                     controlnet_conditioning_scale=[u.weight for u in units],
@@ -514,6 +531,7 @@ def inpaint_pass(
         if control.size != image.size:
             raise InvalidInputError("controls", "every control map must have the picture's size")
     box = inpaint_region(mask, size, params.inpaint_full_res_padding, params.inpaint_full_res)
+    phases = _Phases(on_step, params)
     processed = generator.paint(
         image=crop_resize(image.convert("RGB"), box, size),
         mask=crop_resize(mask, box, size),
@@ -524,11 +542,54 @@ def inpaint_pass(
         strength=strength,
         seed=seed,
         reference=reference,
-        on_step=on_step,
+        on_step=phases.first,
         should_cancel=should_cancel,
     )
+    if params.hires_scale > 1:
+        # The WebUI's "Hires. fix": the first pass upscaled, then painted again at a low
+        # strength at the larger size, its mask and maps cut from the full-size ones.
+        hires = params.hires_size()
+        resample = Image.LANCZOS if params.hr_upscaler == "Lanczos" else Image.NEAREST
+        with generator.tiled_vae():
+            processed = generator.paint(
+                image=processed.resize(hires, resample),
+                mask=crop_resize(mask, box, hires),
+                controls=tuple(crop_resize(c.convert("RGB"), box, hires) for c in controls),
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                params=params,
+                strength=params.hr_denoising_strength,
+                seed=seed,
+                reference=reference.resize(hires, Image.LANCZOS) if reference else None,
+                size=hires,
+                steps=params.hr_second_pass_steps or params.steps,
+                on_step=phases.second,
+                should_cancel=should_cancel,
+            )
     pasted = paste_back(image, processed, box, mask, color_correction=color_correction)
     return PassResult(pasted, processed, box)
+
+
+class _Phases:
+    """Step reports of a pass with a hires pass as one count: the first pass's steps, then the
+    second's after them (whose number is known once it starts; estimated before)."""
+
+    def __init__(self, on_step: Callable[[StepReport], None] | None, params: GenerationParams):
+        self.on_step = on_step
+        hires = params.hires_scale > 1
+        steps = params.hr_second_pass_steps or params.steps
+        self.later = max(1, int(steps * params.hr_denoising_strength)) if hires else 0
+        self.done = 0
+
+    def first(self, step: StepReport) -> None:
+        self.done = step.total
+        if self.on_step is not None:
+            self.on_step(replace(step, total=step.total + self.later))
+
+    def second(self, step: StepReport) -> None:
+        if self.on_step is not None:
+            total = self.done + step.total
+            self.on_step(replace(step, step=self.done + step.step, total=total))
 
 
 def schedule_steps(steps: int, strength: float) -> int:

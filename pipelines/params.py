@@ -76,6 +76,10 @@ class ControlUnit:
         _check_text("model", self.model, 200)
 
 
+# The WebUI's "Hires. fix" upscalers this engine has: pixel ones (its latent ones are not).
+HR_UPSCALERS = ("Lanczos", "Nearest")
+HIRES_MAX_SIDE = 4096  # the final picture's longest side with the hires pass
+
 # The WebUI ControlNet extension's reference preprocessors (pipelines.reference).
 REFERENCE_MODULES = ("reference_only", "reference_adain", "reference_adain+attn")
 
@@ -150,6 +154,14 @@ class GenerationParams:
     checkpoint: str = ""
     vae: str = ""
     reference: ReferenceUnit = field(default_factory=ReferenceUnit)
+    # The WebUI's "Hires. fix": the first pass at the size above, upscaled by ``hr_scale`` with
+    # ``hr_upscaler``, then a second pass at ``hr_denoising_strength`` (``hr_second_pass_steps``
+    # steps; 0: ``steps``) with the same ControlNets, maps re-scaled, and reference.
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: str = "Lanczos"
+    hr_second_pass_steps: int = 0
+    hr_denoising_strength: float = 0.5
 
     def __post_init__(self) -> None:
         _check_text("prompt", self.prompt, 2000)
@@ -183,6 +195,37 @@ class GenerationParams:
         _check_text("vae", self.vae, 200)
         if not isinstance(self.reference, ReferenceUnit):
             _fail("reference", "must be a reference unit")
+        if not isinstance(self.enable_hr, bool):
+            _fail("enable_hr", f"must be true or false, got {self.enable_hr!r}")
+        _check_float("hr_scale", self.hr_scale, 1.0, 4.0)
+        if self.hr_upscaler not in HR_UPSCALERS:
+            _fail(
+                "hr_upscaler",
+                f"must be one of {', '.join(HR_UPSCALERS)} (latent upscalers are not available "
+                f"here), got {self.hr_upscaler!r}",
+            )
+        _check_int("hr_second_pass_steps", self.hr_second_pass_steps, 0, 150)
+        _check_float("hr_denoising_strength", self.hr_denoising_strength, 0.0, 1.0, open_low=True)
+
+    @property
+    def hires_scale(self) -> float:
+        """How much the hires pass enlarges the picture: 1 when it is off."""
+        return self.hr_scale if self.enable_hr else 1.0
+
+    def hires_size(self) -> tuple[int, int]:
+        """The second pass's size (the first pass's when the hires pass is off): the size times
+        ``hr_scale``, down to a multiple of 8. Needs the size set (``at_native_size``)."""
+        size = (self.width, self.height)
+        if self.hires_scale == 1.0:
+            return size
+        scaled = tuple(int(side * self.hires_scale) // 8 * 8 for side in size)
+        if max(scaled) > HIRES_MAX_SIDE:
+            _fail(
+                "hr_scale",
+                f"{size[0]}×{size[1]} × {self.hr_scale} is {scaled[0]}×{scaled[1]}; the hires "
+                f"pass makes at most {HIRES_MAX_SIDE} pixels a side",
+            )
+        return scaled
 
     @property
     def sampler(self):

@@ -104,6 +104,7 @@ def run(
     engine = resolve_engine(request.engine, find_weights(Path(models_dir)))
     #    An unset size is the checkpoint's native one (SDXL's 1024 class, SD 1.5's 512 class).
     request = replace(request, params=at_native_size(Path(models_dir), engine, request.params))
+    request.params.hires_size()  # refuses a hires size too large before any work
     report(Progress(0.0, "analysing"))
     subject = _analyse(request, garments, timings)
     # 4. Mask and warp: each pass's mask, warped garment and init picture, the prompts, the maps.
@@ -181,7 +182,9 @@ def _analyse(
             check_pose_usable(person, garment.category)
         return _Subject(photo, person)
     if request.mode == "model_shot":
-        size = (request.params.width, request.params.height)
+        # A model shot's picture is made at the final size: with the hires pass, the first
+        # pass paints it at the processing size and the second at this one.
+        size = request.params.hires_size()
         person = _preset_person(request.pose, size)
         scene = resolve_scene(request.scene, request.scene_text)
         return _Subject(scene.canvas(size), person, scene)
@@ -280,7 +283,7 @@ def _model_shot_passes(
 ) -> tuple[list[Pass], Image.Image]:
     """The garments on the pose preset over the scene's background; with ``figure`` (the
     preview engine, which paints no model) worn by a mannequin drawn from the skeleton."""
-    size = (params.width, params.height)
+    size = params.hires_size()
     person, canvas = subject.person, subject.picture
     layer = np.zeros((size[1], size[0], 4), np.float32)
     for garment in garments:
@@ -398,7 +401,7 @@ def _mask_blur(params: GenerationParams, person: PersonAnalysis | None, mode: st
     if mode == "inpaint":
         return WEBUI_MASK_BLUR
     if mode == "model_shot":
-        return round(MODEL_SHOT_FEATHER * params.width, 1)
+        return round(MODEL_SHOT_FEATHER * params.hires_size()[0], 1)
     from .geometry import body_frame
 
     return round(0.025 * body_frame(person).shoulder_width, 1)

@@ -190,6 +190,13 @@ class ModelShotForm(forms.Form):
         help_text="0 to 1: higher follows the garment's picture more closely.",
     )
 
+    hires = forms.BooleanField(
+        label="Twice the size (hires pass)",
+        required=False,
+        initial=True,
+        help_text="Paints at the model's native size, then again at twice it: sharper, slower.",
+    )
+
     ATTRIBUTE_FIELDS = tuple(MODEL_VOCABULARY)
     # Keys of the service's errors that name something this form calls differently.
     SERVICE_FIELDS = {
@@ -199,6 +206,14 @@ class ModelShotForm(forms.Form):
         "reference.weight": "reference_weight",
         "reference.style_fidelity": "style_fidelity",
     }
+
+    def generation_params(self) -> dict:
+        """The parameters this form sets: the seed, the hires pass and the reference unit."""
+        return {
+            "seed": self.cleaned_data["seed"],
+            "enable_hr": self.cleaned_data["hires"],
+            "reference": self.reference_params(),
+        }
 
     def reference_params(self) -> dict:
         """The reference unit's fields the merchant set (the rest keep their defaults)."""

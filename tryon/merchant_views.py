@@ -69,10 +69,7 @@ def merchant_garment_shots(request, pk):
                 scenes=form.scene_list(),
                 count=form.cleaned_data["count"],
                 model_attributes=form.model_attributes(),
-                params={
-                    "seed": form.cleaned_data["seed"],
-                    "reference": form.reference_params(),
-                },
+                params=form.generation_params(),
             )
         except ValidationError as error:
             form.add_service_errors(error)

@@ -53,6 +53,7 @@ from .models import TryOnJob
 PARAMS = (
     "prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "cfg_scale", "seed",
     "width", "height", "denoising_strength", "mask_blur", "inpaint_full_res_padding",
+    "enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps",
 )  # fmt: skip
 UNITS_FIELD = "alwayson_scripts.ControlNet.args"
 REFERENCE = "reference"  # the slot of a reference_* unit (the garment steers by its picture)
@@ -303,6 +304,11 @@ def txt2img(request):
     choice = _model_shot_choice(payload)
     garment = _garment(choice.pop("garment"), request.user)
     params = _params_from_payload(payload, _units(payload))
+    # The WebUI's txt2img: no hires pass unless enable_hr, whose strength is then
+    # denoising_strength (the first pass paints from nothing).
+    params["enable_hr"] = params.get("enable_hr", False)
+    if params["enable_hr"] is True and "denoising_strength" in params:
+        params["hr_denoising_strength"] = params.pop("denoising_strength")
     try:
         jobs = intake.model_shot_batch_create(
             owner=request.user, garment=garment, count=_count(payload), params=params, **choice

@@ -371,10 +371,12 @@ def test_the_advanced_section_sets_the_garment_reference(merchant_client, analys
             "reference_module": "reference_adain",
             "reference_weight": "0.4",
             "style_fidelity": "0.9",
+            "hires": "on",
         },
     )
     assert response.status_code == 302
     job = TryOnJob.objects.get(garment=analysed_garment)
+    assert job.params["enable_hr"] is True
     assert job.params["reference"] == {
         **asdict(ReferenceUnit()),
         "module": "reference_adain",

@@ -246,7 +246,8 @@ def test_modelshot_takes_a_scene_preset_or_free_words(pictures, tiny_kit, tmp_pa
     preset = tmp_path / "preset"
     args = _generation_args(pictures, tiny_kit, preset, "--pose", "three_quarter")
     assert main(["modelshot", *args, "--scene", "park", "--model-attrs", "hair=short curly"]) == 0
-    assert _sizes(preset, "result.png", "mask.png", "composite.png") == {(128, 192)}
+    # A model shot takes the hires pass by default: twice the 128 × 192 asked for.
+    assert _sizes(preset, "result.png", "mask.png", "composite.png") == {(256, 384)}
     info = parse_infotext(read_png_infotext(preset / "result.png"))
     assert info["Scene"] == "park" and info["Pose"] == "three_quarter"
     assert "short curly hair" in info["Prompt"]

@@ -248,8 +248,8 @@ def test_empty_dict_gives_the_defaults():
 
 
 def test_unknown_keys_are_refused_and_named():
-    error = refused("params", lambda: params_from_dict({"steps": 20, "stepz": 5, "hr_scale": 2}))
-    assert "hr_scale, stepz" in error.message
+    error = refused("params", lambda: params_from_dict({"steps": 20, "stepz": 5, "hr_sale": 2}))
+    assert "hr_sale, stepz" in error.message
     assert "steps" in error.message.split("known:")[1]
 
 

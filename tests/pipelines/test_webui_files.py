@@ -153,6 +153,14 @@ def test_an_sdxl_checkpoint_paints_with_sdxl_controlnets(sdxl_models, pictures, 
     assert np.abs(lora - plain).mean() > 0.5
     assert "sdxl-kohya" in read_png_infotext(tmp_path / "lora-xl" / "result.png")
 
+    # The garment reference (on by default) steers SDXL too: off, other pixels.
+    unreferenced = _tryon(
+        sdxl_models, pictures, tmp_path / "xl-off", *nets, "--reference-weight", "0"
+    )
+    assert np.abs(unreferenced - plain).mean() > 0.05
+    assert "reference_only" in read_png_infotext(tmp_path / "xl" / "result.png")
+    assert "reference_only" not in read_png_infotext(tmp_path / "xl-off" / "result.png")
+
     # An SD 1.5 ControlNet cannot guide SDXL: refused by name, before any step.
     args = ["--controlnet-openpose", OPENPOSE, "--controlnet-canny", "controlnet-canny-sdxl-1.0"]
     with pytest.raises(AssertionError):
@@ -173,6 +181,7 @@ def test_an_sdxl_folder_needs_no_names_and_paints_at_the_native_size(
     an SD 1.5 OpenPose, listed first), and an unset size is SDXL's 832 × 1216."""
     out = tmp_path / "shot"
     args = ["modelshot", "--engine", "sd", "--models", str(sdxl_models), "--steps", "1"]
+    args += ["--hires-scale", "1"]  # the first pass's size is what this test is about
     args += ["--garment", str(pictures / "tee.png"), "--category", "upper", "--out", str(out)]
     assert main(args) == 0
     result = Image.open(out / "result.png")

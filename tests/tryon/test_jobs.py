@@ -359,8 +359,10 @@ def test_a_model_shot_job_runs_with_the_tiny_engine(
     assert job.status == "succeeded", job.error_message
     result = job.results.get()
     assert "Scene: park" in result.infotext
+    # Model shots take the hires pass unless asked not to: twice the 128 × 192 asked for.
+    assert "Hires upscale: 2" in result.infotext
     with result.image.open("rb") as stored, Image.open(stored) as picture:
-        assert picture.size == (128, 192)
+        assert picture.size == (256, 384)
 
 
 def test_review_and_publishing_rules(merchant, admin_user):

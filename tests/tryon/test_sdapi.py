@@ -84,6 +84,30 @@ def test_txt2img_with_two_controlnet_units_answers_in_webui_shape(
     assert read["parameters"]["Seed"] == "77" and read["info"] == info["infotexts"][0]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_txt2img_with_enable_hr_is_twice_the_size_and_its_strength_is_the_hires_ones(
+    webui, analysed_garment, tiny_models_dir, settings
+):
+    settings.TRYON_ENGINE = "tiny"
+    settings.JOB_DEADLINE = 60
+    payload = {
+        "steps": 2, "seed": 5, "width": 64, "height": 96, "enable_hr": True, "hr_scale": 2,
+        "hr_upscaler": "Lanczos", "hr_second_pass_steps": 3, "denoising_strength": 0.3,
+        "alwayson_scripts": {"try-on": {"args": [{"garment": analysed_garment.pk}]}},
+    }  # fmt: skip
+    response = webui.post("/sdapi/v1/txt2img", payload, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    picture = Image.open(io.BytesIO(base64.b64decode(body["images"][0])))
+    assert picture.size == (128, 192)
+    fields = parse_infotext(json.loads(body["info"])["infotexts"][0])
+    assert fields["Hires upscale"] == "2" and fields["Hires steps"] == "3"
+    assert fields["Denoising strength"] == "0.3"  # the WebUI's txt2img: the hires pass's
+    # A latent upscaler is refused by name, as one this engine does not have.
+    latent = webui.post("/sdapi/v1/txt2img", {**payload, "hr_upscaler": "Latent"}, format="json")
+    assert latent.status_code == 400 and latent.json()["field"] == "hr_upscaler"
+
+
 def test_txt2img_without_a_garment_says_how_to_give_one(webui):
     response = webui.post("/sdapi/v1/txt2img", {"prompt": "x"}, format="json")
     assert response.status_code == 400 and "try-on" in response.json()["message"]
