@@ -2,7 +2,8 @@
 
 Run from the repository root: ``python bench/engine_overhead.py``. The last stdout line is one
 JSON object. Both sides run the tiny kit (built into a temporary MODELS_DIR) on the same
-1024×1536 photo, torso mask and two control maps, with the same steps, seed and ControlNet units:
+1024×1536 photo, torso mask and two control maps, with the same steps, seed and ControlNet units
+(the garment reference off, as the bare pipeline has none):
 
 - ``ours_s``: ``generate.inpaint_pass`` — crop of the inpaint area, resizes, sampler, weighted
   prompt encoding, the pipeline at 512×768, paste-back with colour correction;
@@ -10,9 +11,11 @@ JSON object. Both sides run the tiny kit (built into a temporary MODELS_DIR) on 
   (untimed), i.e. what the diffusers pipeline alone costs for the same work.
 
 Each is the median of alternating warm repetitions; ``ratio`` = ours / direct (target <= 1.10).
-``overhead_ms`` is the median time ``inpaint_pass`` spends outside its own pipeline call, and
-``ratio_in_run`` the ratio that makes: both are measured within the same runs, so other
-processes on a small shared machine disturb them far less than ``ratio``. ``parts_ms`` times
+``reference_ratio`` and ``hires_ratio`` are our pass with the garment reference (weight 1)
+and with the hires pass (2×) over our plain pass. ``overhead_ms`` is the median time
+``inpaint_pass`` spends outside its own pipeline call, and ``ratio_in_run`` the ratio that
+makes: both are measured within the same runs, so other processes on a small shared machine
+disturb them far less than ``ratio``. ``parts_ms`` times
 our own steps one by one (best of several), to show where ``overhead_ms`` goes. The tiny
 models make sampling cheap, so the ratios here are an upper bound: with SD1.5's real sizes the
 same milliseconds are a far smaller share (``bench/gpu_run.py`` measures that on a GPU).
@@ -173,16 +176,22 @@ def main() -> None:
     def with_reference():
         return ours(referenced, garment)
 
+    hires = replace(params, enable_hr=True)
+
+    def with_hires():
+        return ours(hires)
+
     processed = ours().processed
     same_picture = np.array_equal(np.asarray(processed), np.asarray(direct()))
     pipe_s: list[float] = []
     _record_calls(pipe, pipe_s)
-    ours_s, direct_s, own_s, reference_s = [], [], [], []
+    ours_s, direct_s, own_s, reference_s, hires_s = [], [], [], [], []
     for repeat in range(REPEATS):
         ours_s.append(_timed(ours))
         own_s.append(ours_s[-1] - pipe_s[-1])
         direct_s.append(_timed(direct))
         reference_s.append(_timed(with_reference))
+        hires_s.append(_timed(with_hires))
         print(
             f"repeat {repeat + 1}: ours {ours_s[-1]:.3f} s (own {own_s[-1] * 1000:.0f} ms), "
             f"direct {direct_s[-1]:.3f} s",
@@ -233,6 +242,10 @@ def main() -> None:
                 # The reference unit (weight 1, every step): one more UNet call per step.
                 "reference_s": round(statistics.median(reference_s), 3),
                 "reference_ratio": round(statistics.median(reference_s) / ours_median, 3),
+                # The hires pass (2x, the same steps at strength 0.5): a second pass at four
+                # times the pixels.
+                "hires_s": round(statistics.median(hires_s), 3),
+                "hires_ratio": round(statistics.median(hires_s) / ours_median, 3),
                 "parts_ms": parts_ms,
                 "same_picture": same_picture,
                 "threads": torch.get_num_threads(),
