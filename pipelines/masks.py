@@ -201,7 +201,10 @@ def _old_garment(photo: np.ndarray, frame: BodyFrame, fit: GarmentFit, allowed: 
     _, labels = cv2.connectedComponents(candidate)
     seeded = {labels[y, x] for x, y, _ in seeds if candidate[y, x]}
     region = np.isin(labels, list(seeded - {0}))
-    return cv2.resize(region.astype(np.uint8), (width, height), cv2.INTER_NEAREST).astype(bool)
+    # Linear, then any value above 0: the third positional argument of cv2.resize is its output
+    # array, so this was linear all along (spelled INTER_NEAREST there); the pictures stay so.
+    grown = cv2.resize(region.astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
+    return grown.astype(bool)
 
 
 def _protected(shape, person: PersonAnalysis, frame: BodyFrame) -> np.ndarray:

@@ -136,7 +136,7 @@ def _remap(piece, coarse: np.ndarray, box, step: int = GRID_STEP) -> np.ndarray:
     width, height = box[2], box[3]
     grid_h, grid_w = coarse.shape[:2]
     local = (coarse - np.asarray(offset, np.float64)).astype(np.float32)
-    full = cv2.resize(local, (grid_w * step, grid_h * step), cv2.INTER_LINEAR)
+    full = cv2.resize(local, (grid_w * step, grid_h * step), interpolation=cv2.INTER_LINEAR)
     return cv2.remap(
         pixels,
         full[:height, :width, 0],
