@@ -85,6 +85,10 @@ FOLD_RANGE = (0.86, 1.12)
 
 
 # --- thin-plate splines --------------------------------------------------------------------------
+# A garment magnified by more than this on its way to the picture gets an anti-aliased outline
+# (``_smooth_edge``), blurred by this many of the product shot's pixels.
+EDGE_SMOOTH_ABOVE = 1.2
+EDGE_SMOOTH_SIGMA = 0.7
 
 
 def _tps_kernel(r2: np.ndarray) -> np.ndarray:
@@ -438,11 +442,31 @@ def _working_copy(cutout: Image.Image, marks, on_photo: float):
     on_shot = float(np.hypot(*(marks[first] - marks[second])))
     scale = min(1.0, 1.5 * on_photo / max(on_shot, 1.0))
     if scale >= 0.95:
-        return np.asarray(cutout.convert("RGBA")), marks, 1.0
+        pixels = np.asarray(cutout.convert("RGBA"))
+        if on_photo / max(on_shot, 1.0) > EDGE_SMOOTH_ABOVE:
+            pixels = _smooth_edge(pixels)
+        return pixels, marks, 1.0
     size = (max(1, round(cutout.width * scale)), max(1, round(cutout.height * scale)))
     small = np.asarray(cutout.convert("RGBA").resize(size, Image.BOX))
     scale = size[0] / cutout.width
     return small, {name: point * scale for name, point in marks.items()}, scale
+
+
+def _smooth_edge(rgba: np.ndarray) -> np.ndarray:
+    """``rgba`` with its outline anti-aliased: a cut-out's alpha is a hard mask, whose pixel
+    stairs a magnifying warp would blow up into visible teeth. The alpha is blurred by
+    ``EDGE_SMOOTH_SIGMA`` pixels; the garment's own colours are kept wherever it was, and the
+    pixels the blur newly covers take the average colour of the garment next to them."""
+    alpha = rgba[:, :, 3].astype(np.float32) / 255.0
+    sigma = EDGE_SMOOTH_SIGMA
+    blurred = cv2.GaussianBlur(alpha, (0, 0), sigma)
+    spread = cv2.GaussianBlur(rgba[:, :, :3].astype(np.float32) * alpha[:, :, None], (0, 0), sigma)
+    around = spread / np.maximum(blurred, 1e-6)[:, :, None]
+    colour = np.where((alpha > 0)[:, :, None], rgba[:, :, :3], around)
+    smoothed = np.empty_like(rgba)
+    smoothed[:, :, :3] = np.clip(np.round(colour), 0, 255)
+    smoothed[:, :, 3] = np.clip(np.round(blurred * 255), 0, 255)
+    return smoothed
 
 
 def _piece(cutout: np.ndarray, keep: np.ndarray):

@@ -236,3 +236,29 @@ def test_real_photo_mask_covers_the_chest_and_spares_the_face(real_people, index
     assert np.array_equal(preview[outside], np.asarray(photo)[outside])
     # The chest now shows the new tee's blue.
     assert preview[chest_y, chest_x][2] > preview[chest_y, chest_x][0]
+
+
+def test_a_magnified_cut_out_gets_an_anti_aliased_outline_in_the_garments_colours():
+    """A hard-edged cut-out (a navy diamond on white, alpha 0 or 255) smoothed before a
+    magnifying warp: its stairs would otherwise become teeth."""
+    from pipelines.warp import _smooth_edge
+
+    size = 64
+    y, x = np.mgrid[:size, :size]
+    inside = np.abs(x - 32) + np.abs(y - 32) < 20
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[..., :3] = 255  # the product shot's white background, under alpha 0
+    rgba[inside] = (20, 40, 120, 255)
+    smooth = _smooth_edge(rgba)
+    alpha = smooth[..., 3]
+    assert set(np.unique(rgba[..., 3])) == {0, 255}
+    ramp = (alpha > 0) & (alpha < 255)
+    assert ramp.sum() > 4 * 20  # the whole outline is a ramp now, not a step
+    # The garment's own pixels keep their colour; the newly covered ones take its colour, never
+    # the white that lay under alpha 0.
+    assert (smooth[inside][:, :3] == (20, 40, 120)).all()
+    grown = (alpha > 0) & ~inside
+    assert grown.any() and smooth[grown][:, :3].max() <= 121
+    # Well inside and well outside nothing changes.
+    core = np.abs(x - 32) + np.abs(y - 32) < 15
+    assert (alpha[core] == 255).all() and (alpha[np.abs(x - 32) + np.abs(y - 32) > 25] == 0).all()
