@@ -432,8 +432,9 @@ def _sleeve_body(person, frame: BodyFrame, side: str, fit: GarmentFit, kind: str
 
 
 def _working_copy(cutout: Image.Image, marks, on_photo: float):
-    """The cut-out shrunk to about the size it will have on the photo, its landmarks, and the
-    factor it was shrunk by.
+    """The cut-out shrunk to about the size it will have on the photo (its outline smoothed
+    when it will be magnified instead), where the garment is on it (before any smoothing), its
+    landmarks, and the factor it was shrunk by.
 
     A product shot is usually much larger than the garment's footprint on the photo; warping
     the full-size shot would cost time for detail that interpolation throws away.
@@ -443,13 +444,14 @@ def _working_copy(cutout: Image.Image, marks, on_photo: float):
     scale = min(1.0, 1.5 * on_photo / max(on_shot, 1.0))
     if scale >= 0.95:
         pixels = np.asarray(cutout.convert("RGBA"))
+        inside = pixels[:, :, 3] > 0
         if on_photo / max(on_shot, 1.0) > EDGE_SMOOTH_ABOVE:
             pixels = _smooth_edge(pixels)
-        return pixels, marks, 1.0
+        return pixels, inside, marks, 1.0
     size = (max(1, round(cutout.width * scale)), max(1, round(cutout.height * scale)))
     small = np.asarray(cutout.convert("RGBA").resize(size, Image.BOX))
     scale = size[0] / cutout.width
-    return small, {name: point * scale for name, point in marks.items()}, scale
+    return small, small[:, :, 3] > 0, {name: point * scale for name, point in marks.items()}, scale
 
 
 def _smooth_edge(rgba: np.ndarray) -> np.ndarray:
@@ -467,6 +469,14 @@ def _smooth_edge(rgba: np.ndarray) -> np.ndarray:
     smoothed[:, :, :3] = np.clip(np.round(colour), 0, 255)
     smoothed[:, :, 3] = np.clip(np.round(blurred * 255), 0, 255)
     return smoothed
+
+
+def _with_fringe(part: np.ndarray, fringe: np.ndarray) -> np.ndarray:
+    """``part`` and the smoothed outline's fringe pixels within two pixels of it."""
+    if not fringe.any():
+        return part
+    near = cv2.dilate(part.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return part | (near & fringe)
 
 
 def _piece(cutout: np.ndarray, keep: np.ndarray):
@@ -518,16 +528,20 @@ def warp_garment(garment: GarmentAnalysis, person: PersonAnalysis, tryon: TryOnM
         )
     top_names = ("r_waist", "l_waist") if lower else ("r_shoulder", "l_shoulder")
     on_photo = (FLAT_WAIST if lower else FLAT_SHOULDERS) * frame.shoulder_width
-    cutout, marks, shrink = _working_copy(garment.cutout, marks, on_photo)
+    cutout, alpha, marks, shrink = _working_copy(garment.cutout, marks, on_photo)
     reference = max(fit.reference_width * shrink, 1.0)
-    alpha = cutout[:, :, 3] > 0
+    # The parts and their geometry come from the garment's own outline (``alpha``); a smoothed
+    # outline's fringe outside it goes with the part beside it (``_with_fringe``).
+    fringe = (cutout[:, :, 3] > 0) & ~alpha
     parts = _lower_parts(alpha, marks) if lower else _top_parts(alpha, marks)
     box = _work_box(tryon)
-    layered = _warp_panel(cutout, parts["panel"], marks, tryon, top_names, reference, box)
+    panel = (parts["panel"], _with_fringe(parts["panel"], fringe))
+    layered = _warp_panel(cutout, panel, marks, tryon, top_names, reference, box)
     for side in ("r", "l"):
         if parts.get(side) is not None and parts[side].any():
             sizes = (on_photo, reference)
-            placed = _warp_limb_part(cutout, parts[side], marks, side, person, tryon, sizes, box)
+            part = (parts[side], _with_fringe(parts[side], fringe))
+            placed = _warp_limb_part(cutout, part, marks, side, person, tryon, sizes, box)
             if placed is not None:
                 piece, (x, y, width, height) = placed
                 window = np.s_[y - box[1] : y - box[1] + height, x - box[0] : x - box[0] + width]
@@ -537,8 +551,10 @@ def warp_garment(garment: GarmentAnalysis, person: PersonAnalysis, tryon: TryOnM
 
 def _warp_limb_part(cutout, part, marks, side, person, tryon: TryOnMask, sizes, box):
     """A sleeve or trouser leg laid along its limb (see ``_warp_along``), or None when the part
-    has no axis or lies outside ``box``. ``sizes`` is the garment's reference width on the photo and
-    in the working copy's pixels."""
+    has no axis or lies outside ``box``. ``part`` is its mask and the pixels it carries (the mask
+    with its outline's fringe); ``sizes`` is the garment's reference width on the photo and in
+    the working copy's pixels."""
+    part, carried = part
     frame, fit = tryon.frame, tryon.fit
     lower = fit.category == "lower"
     axis = _limb_part_axis(part, marks, side, lower)
@@ -553,11 +569,13 @@ def _warp_limb_part(cutout, part, marks, side, person, tryon: TryOnMask, sizes, 
     body_half = max(body_half, min(own_half, limb_half * SLEEVE_EASE_MAX))
     lead = 0.0 if lower else SEAM_ABOVE_JOINT * frame.shoulder_width
     body = (polyline, body_half, min(body_half, limb_half * ROOT_EASE))
-    return _warp_along(_piece(cutout, part), (root, end), garment_half, body, box, lead)
+    return _warp_along(_piece(cutout, carried), (root, end), garment_half, body, box, lead)
 
 
 def _warp_panel(cutout, panel, marks, tryon: TryOnMask, top_names, reference, box) -> np.ndarray:
-    """The body panel bent onto the torso by a spline through its landmarks and side edges."""
+    """The body panel bent onto the torso by a spline through its landmarks and side edges;
+    ``panel`` is its mask and the pixels it carries, as for ``_warp_limb_part``."""
+    panel, carried = panel
     top_y = (marks[top_names[0]][1] + marks[top_names[1]][1]) / 2
     panel_marks = {
         name: point
@@ -568,7 +586,7 @@ def _warp_panel(cutout, panel, marks, tryon: TryOnMask, top_names, reference, bo
     targets = _panel_targets(panel_marks, tryon.frame, tryon.fit, top_names, reference)
     names = list(targets)
     warped = _warp_tps(
-        _piece(cutout, panel),
+        _piece(cutout, carried),
         [panel_marks[n] for n in names],
         [targets[n] for n in names],
         box,
