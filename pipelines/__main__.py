@@ -137,7 +137,7 @@ def _cmd_preview(args) -> dict:
 
 
 def _generation_params(args):
-    from .params import GenerationParams, ReferenceUnit
+    from .params import GenerationParams, IPAdapterUnit, ReferenceUnit
 
     options = {
         "prompt": args.prompt,
@@ -169,6 +169,10 @@ def _generation_params(args):
     reference = {k: v for k, v in reference.items() if v is not None}
     if reference:
         options["reference"] = ReferenceUnit(**reference)
+    ip_adapter = {"weight": args.ip_adapter_weight, "model": args.ip_adapter}
+    ip_adapter = {k: v for k, v in ip_adapter.items() if v is not None}
+    if ip_adapter:
+        options["ip_adapter"] = IPAdapterUnit(**ip_adapter)
     params = GenerationParams(**{k: v for k, v in options.items() if v is not None})
     named = (args.controlnet_openpose or "", args.controlnet_canny or "")
     if any(named):
@@ -512,6 +516,15 @@ def _add_generation_arguments(command) -> None:
     )
     command.add_argument(
         "--style-fidelity", type=float, help="the reference unit's style fidelity, 0 to 1"
+    )
+    command.add_argument(
+        "--ip-adapter",
+        help="an installed IP-Adapter's name (default: the first that fits, if any is installed)",
+    )
+    command.add_argument(
+        "--ip-adapter-weight",
+        type=float,
+        help="the IP-Adapter's scale: 0 turns it off (default 0.6; off when none is installed)",
     )
     command.add_argument(
         "--hires-scale",

@@ -8,7 +8,8 @@ config folders beside its files: the diffusers configs of each architecture ship
 Known: SD 1.5 and SDXL checkpoints in the original (CompVis/LDM, Stability) layout, normal
 (4 UNet input channels) or inpainting (9); ControlNets for either, in lllyasviel's ``.pth``
 layout or diffusers' single file; VAEs (original or diffusers keys); LoRAs in kohya, diffusers
-/peft or LyCORIS layouts. Anything else is refused with what was found.
+/peft or LyCORIS layouts; IP-Adapters (h94's layout, as ComfyUI keeps them) and the CLIP vision
+encoders they read (transformers' keys). Anything else is refused with what was found.
 
 Reading a ``.safetensors`` header costs a few kilobytes; a pickle is opened memory-mapped with
 ``weights_only=True`` (``pipelines.loading``'s rule), so listing a folder stays cheap.
@@ -40,7 +41,9 @@ class Architecture:
     kind: str
     family: str | None
     inpainting: bool = False
-    layout: str = "original"  # original, diffusers, kohya, peft, lycoris, union
+    # original, diffusers, kohya, peft, lycoris, union; an IP-Adapter's: plain, plus, faceid,
+    # full-face; a CLIP vision encoder's: transformers
+    layout: str = "original"
 
     @property
     def label(self) -> str:
@@ -52,6 +55,10 @@ class Architecture:
             return f"{family} ControlNet{' (union)' if self.layout == 'union' else ''}"
         if self.kind == "vae":
             return "VAE"
+        if self.kind == "ipadapter":
+            return f"{family} IP-Adapter ({self.layout})"
+        if self.kind == "clip_vision":
+            return "CLIP vision encoder"
         return f"{family} LoRA ({self.layout})"
 
     def config_folder(self) -> Path:
@@ -131,14 +138,15 @@ def shapes_of(state: Mapping) -> dict[str, tuple[int, ...]]:
 
 def detect(shapes: Shapes, *, shown: str = "the file") -> Architecture:
     """The architecture whose keys ``shapes`` has (names → shapes); refuses anything else."""
-    for recognise in (_lora, _checkpoint, _controlnet, _vae):
+    for recognise in (_lora, _checkpoint, _controlnet, _vae, _ip_adapter, _clip_vision):
         found = recognise(shapes, shown)
         if found is not None:
             return found
     examples = ", ".join(sorted(shapes)[:3]) or "no tensors"
     raise InvalidInputError(
         "model",
-        f"{shown}: not an SD 1.5 or SDXL checkpoint, ControlNet, VAE or LoRA "
+        f"{shown}: not an SD 1.5 or SDXL checkpoint, ControlNet, VAE, LoRA, IP-Adapter or "
+        "CLIP vision encoder "
         f"(found {len(shapes)} tensors, e.g. {examples})",
     )
 
@@ -228,3 +236,32 @@ def _lora(shapes: Shapes, shown: str) -> Architecture | None:
     ]
     family = _family_of_context(widths[0] if widths else None, shown, "LoRA")
     return Architecture("loras", family, layout=layout)
+
+
+def _ip_adapter(shapes: Shapes, shown: str) -> Architecture | None:
+    """h94's IP-Adapter layout: ``image_proj.*`` (the picture's tokens) and
+    ``ip_adapter.N.to_k_ip/to_v_ip`` (one pair per cross-attention, N odd)."""
+    first = shapes.get("ip_adapter.1.to_k_ip.weight")
+    if first is None or not any(name.startswith("image_proj.") for name in shapes):
+        return None
+    if any("lora" in name for name in shapes):
+        layout = "faceid"  # its LoRA and insightface embeddings
+    elif "image_proj.proj.weight" in shapes:
+        layout = "plain"
+    elif "image_proj.proj_in.weight" in shapes and "image_proj.latents" in shapes:
+        layout = "plus"
+    elif "image_proj.proj.3.weight" in shapes:
+        layout = "full-face"
+    else:
+        layout = "faceid"
+    family = _family_of_context(first[1] if len(first) == 2 else None, shown, "IP-Adapter")
+    return Architecture("ipadapter", family, layout=layout)
+
+
+def _clip_vision(shapes: Shapes, shown: str) -> Architecture | None:
+    """A CLIP vision tower with its projection, in transformers' ``CLIPVisionModelWithProjection``
+    keys (the file ComfyUI's ``clip_vision/`` holds)."""
+    wanted = {"vision_model.embeddings.class_embedding", "visual_projection.weight"}
+    if not wanted <= set(shapes):
+        return None
+    return Architecture("clip_vision", None, layout="transformers")

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-MAX_MODELS = 4
+# One run's set: the checkpoint's components, two ControlNets, a VAE, an IP-Adapter and its
+# encoder. Fewer would evict the checkpoint on every run that uses them all.
+MAX_MODELS = 6
 
 _models: OrderedDict[tuple, Any] = OrderedDict()
 _lock = threading.Lock()

@@ -13,6 +13,7 @@ from . import generate
 from .engines import engine_models_dir
 from .errors import GenerationError
 from .infotext import format_infotext
+from .ip_adapter import ip_adapter_module
 from .params import CONTROL_NAMES, MAX_SEED, GenerationParams
 from .plan import PREPARE_SHARE, Pass, Plan, timed
 from .prompts import validate_prompt
@@ -43,7 +44,8 @@ def paint(
     """The pictures from the diffusion passes, retried once with offload on GPU out of memory."""
     runtime = runtime or RuntimeConfig()
     engine_dir = engine_models_dir(plan.used["engine"], Path(models_dir))
-    models = select_models(engine_dir, plan.request.params)
+    # An inpaint has no garment: nothing for an IP-Adapter to read.
+    models = select_models(engine_dir, plan.request.params, garment=plan.request.mode != "inpaint")
 
     def attempt(config: RuntimeConfig) -> tuple[GeneratedImage, ...]:
         return _paint_all(models, config, plan, timings, report, should_cancel)
@@ -75,10 +77,24 @@ def _paint_all(
     report: ProgressCallback,
     should_cancel: CancelCheck | None,
 ) -> tuple[GeneratedImage, ...]:
+    """Every picture of the batch (``_paint_batch``), the models loaded for this run."""
+    generator = timed(timings, "load", lambda: generate.Generator(models, runtime))
+    try:
+        return _paint_batch(generator, plan, timings, report, should_cancel)
+    finally:
+        generator.close()
+
+
+def _paint_batch(
+    generator: "generate.Generator",
+    plan: Plan,
+    timings: dict[str, float],
+    report: ProgressCallback,
+    should_cancel: CancelCheck | None,
+) -> tuple[GeneratedImage, ...]:
     """Every picture of the batch, its passes painted in order, each over the last one's result."""
     request, used = plan.request, plan.used
     params = request.params
-    generator = timed(timings, "load", lambda: generate.Generator(models, runtime))
     # The token cap needs the checkpoint's tokenizer; checked before LoRAs load or steps run.
     generator.check_prompts(used["prompt"], used["negative_prompt"])
     lora_hashes = generator.use_loras(validate_prompt(used["prompt"]).loras)
@@ -110,6 +126,11 @@ def _paint_all(
                 seed=seed,
                 color_correction=params.color_correction and request.mode == "photo",
                 reference=_reference(planned, params),
+                garment=(
+                    generator.garment_picture(planned.garment.analysis.cutout)
+                    if planned.garment is not None
+                    else None
+                ),
                 on_step=on_step,
                 should_cancel=should_cancel,
             )
@@ -202,6 +223,17 @@ def _infotext(request, generator, used, seed, hashes, lora_hashes) -> str:
             "Threshold A": reference.style_fidelity,
             "Guidance Start": reference.guidance_start,
             "Guidance End": reference.guidance_end,
+            "Control Mode": "Balanced",
+        }
+    if models.ip_adapter is not None:
+        # As the WebUI ControlNet extension writes an IP-Adapter unit: the encoder's module
+        # ("ip-adapter_clip_h" for ViT-H, "…_g" for bigG), the adapter as the model.
+        fields[f"ControlNet {len(CONTROL_NAMES) + 1}"] = {
+            "Module": ip_adapter_module(models.ip_adapter),
+            "Model": f"{models.ip_adapter.adapter.name} [{hashes['ip_adapter'][:8]}]",
+            "Weight": params.ip_adapter.weight,
+            "Guidance Start": 0.0,
+            "Guidance End": 1.0,
             "Control Mode": "Balanced",
         }
     if lora_hashes:

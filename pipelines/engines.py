@@ -16,6 +16,9 @@ FETCH_HINT = (
     "see models/README.md"
 )
 
+# The optional IP-Adapter's two folders (ComfyUI's names) and what each holds.
+IP_ADAPTER_FOLDERS = {"ipadapter": "IP-Adapter", "clip_vision": "CLIP vision encoder"}
+
 
 @dataclass(frozen=True)
 class InstalledWeights:
@@ -28,6 +31,19 @@ class InstalledWeights:
     def can_run_sd(self) -> bool:
         """A checkpoint and at least one ControlNet: the minimum the ``sd`` engine needs."""
         return bool(self.by_folder.get("checkpoints")) and bool(self.by_folder.get("controlnet"))
+
+    @property
+    def ip_adapter_missing(self) -> str:
+        """What the optional IP-Adapter lacks, in a sentence; "" when both of its folders hold
+        files (whether they fit each other and the checkpoint, a worker decides per run)."""
+        lacking = [
+            f"{what} in MODELS_DIR/{folder}"  # no server path: staff pages show this
+            for folder, what in IP_ADAPTER_FOLDERS.items()
+            if not self.by_folder.get(folder)
+        ]
+        if not lacking:
+            return ""
+        return f"IP-Adapter is off: no {' and no '.join(lacking)} (optional; see models/README.md)"
 
     def counts(self) -> dict[str, int]:
         return {folder: len(names) for folder, names in self.by_folder.items()}

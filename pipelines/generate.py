@@ -28,6 +28,7 @@ import torch
 from diffusers import MultiControlNetModel
 from PIL import Image
 
+from . import ip_adapter
 from .errors import (
     GenerationCancelled,
     GenerationError,
@@ -37,7 +38,7 @@ from .loading import load_pipeline, load_state_dict
 from .params import CONTROL_MODES, CONTROL_NAMES, GenerationParams
 from .prompt_encoding import check_prompt_length, encode_prompt_pair, encode_prompt_pair_xl
 from .prompts import check_prompt_characters, parse_prompt
-from .reference import attached, encode_reference
+from .reference import attached, encode_reference, reference_picture
 from .registry import ModelEntry, model_hash, resolve_model, scan_models
 from .request import RuntimeConfig
 from .samplers import make_scheduler
@@ -272,6 +273,25 @@ class Generator:
         )
         pipe.register_modules(controlnet=ControlModeNets(list(nets)))
         pipe.set_progress_bar_config(disable=True)
+        # Before offloading is set up, so that the encoder is offloaded with the rest.
+        self._ip_saved = None
+        if models.ip_adapter is not None:
+            self._ip_saved = ip_adapter.attach(
+                pipe, models.ip_adapter, dtype=self.dtype, manifest=runtime.manifest
+            )
+        self.pipe = pipe
+        try:
+            self._place(runtime)
+        except BaseException:
+            self.close()  # the cached UNet must not keep this run's IP-Adapter
+            raise
+        # The prompts' embeddings, reused by every image and pass of a run (one Generator is
+        # one run: its LoRAs, which change the text encoder, are set before painting).
+        self._encoded: dict[tuple, tuple] = {}
+
+    def _place(self, runtime: RuntimeConfig) -> None:
+        """Move the pipeline to its device (or set up offloading) and set VAE tiling."""
+        pipe = self.pipe
         if runtime.offload and self.device.type != "cpu":
             pipe.enable_model_cpu_offload(device=self.device)
         else:
@@ -280,10 +300,6 @@ class Generator:
             pipe.vae.enable_tiling()
         else:
             pipe.vae.disable_tiling()
-        self.pipe = pipe
-        # The prompts' embeddings, reused by every image and pass of a run (one Generator is
-        # one run: its LoRAs, which change the text encoder, are set before painting).
-        self._encoded: dict[tuple, tuple] = {}
 
     @contextlib.contextmanager
     def tiled_vae(self):
@@ -299,14 +315,35 @@ class Generator:
         finally:
             vae.disable_tiling()
 
+    @property
+    def uses_ip_adapter(self) -> bool:
+        """Whether an IP-Adapter is loaded: every ``paint`` then needs the garment's picture."""
+        return self._ip_saved is not None
+
+    def garment_picture(self, cutout: Image.Image) -> Image.Image | None:
+        """The garment's cut-out (RGBA) as the IP-Adapter's encoder reads it: square, at its
+        input size, on grey; None without an IP-Adapter."""
+        if not self.uses_ip_adapter:
+            return None
+        side = self.pipe.image_encoder.config.image_size
+        return reference_picture(cutout, (side, side))
+
+    def close(self) -> None:
+        """Take the IP-Adapter back out of the cached UNet; call once the run is over."""
+        if self._ip_saved is not None:
+            ip_adapter.detach(self.pipe, self._ip_saved)
+            self._ip_saved = None
+
     def hashes(self) -> dict[str, str]:
-        """WebUI short hashes of the checkpoint, the ControlNets and the VAE."""
+        """WebUI short hashes of the checkpoint, the ControlNets, the VAE and the IP-Adapter."""
         cache_file = self.runtime.hash_cache
         found = {"checkpoint": model_hash(self.models.checkpoint, cache_file=cache_file)}
         for kind, net in zip(CONTROL_NAMES, self.models.controlnets, strict=True):
             found[kind] = model_hash(net, cache_file=cache_file)
         if self.models.vae is not None:
             found["vae"] = model_hash(self.models.vae, cache_file=cache_file)
+        if self.models.ip_adapter is not None:
+            found["ip_adapter"] = model_hash(self.models.ip_adapter.adapter, cache_file=cache_file)
         return found
 
     def use_loras(self, loras: tuple[tuple[str, float], ...]) -> dict[str, str]:
@@ -420,6 +457,7 @@ class Generator:
         strength: float,
         seed: int,
         reference: Image.Image | None = None,
+        garment: Image.Image | None = None,
         size: tuple[int, int] | None = None,
         steps: int | None = None,
         on_step: Callable[[StepReport], None] | None = None,
@@ -429,7 +467,8 @@ class Generator:
         and ``controls`` already are. ``steps`` replaces ``params.steps`` (a hires pass's).
 
         With a ``reference`` picture (the garment's) and ``params.reference`` enabled, the
-        reference unit steers the pass (``pipelines.reference``)."""
+        reference unit steers the pass (``pipelines.reference``); with an IP-Adapter loaded,
+        the ``garment`` picture (square, see ``ip_adapter_picture``) feeds it."""
         pipe = self.pipe
         pipe.scheduler = make_scheduler(params.sampler, pipe.scheduler.config)
         embeddings = self._embeddings(prompt, negative_prompt, params.clip_skip)
@@ -454,6 +493,12 @@ class Generator:
         if should_cancel is not None and should_cancel():
             raise GenerationCancelled("cancelled")
         size = size or (params.width, params.height)
+        extra = {}
+        if self.uses_ip_adapter:
+            if garment is None:
+                raise GenerationError("the IP-Adapter is loaded but no garment picture was given")
+            pipe.set_ip_adapter_scale(params.ip_adapter.weight)
+            extra["ip_adapter_image"] = garment
         steering = contextlib.nullcontext()
         if reference is not None and params.reference.enabled:
             encoded = encode_reference(pipe, reference, size, seed)
@@ -476,6 +521,7 @@ class Generator:
                     control_guidance_end=[u.guidance_end for u in units],
                     callback_on_step_end=step_end,
                     output_type="pil",
+                    **extra,
                 )
         except RuntimeError as error:
             if is_out_of_memory(error):
@@ -517,11 +563,13 @@ def inpaint_pass(
     seed: int,
     color_correction: bool,
     reference: Image.Image | None = None,
+    garment: Image.Image | None = None,
     on_step: Callable[[StepReport], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> PassResult:
     """Repaint ``mask`` of ``image`` (full size) guided by ``controls`` (full size) and, when
-    given, the ``reference`` picture (already at the processing size).
+    given, the ``reference`` picture (already at the processing size) and the ``garment``
+    picture for the IP-Adapter.
 
     The inpaint area is cut out, processed at ``params.width`` × ``params.height`` and pasted
     back; the result has ``image``'s size and equals it wherever ``mask`` is 0.
@@ -542,6 +590,7 @@ def inpaint_pass(
         strength=strength,
         seed=seed,
         reference=reference,
+        garment=garment,
         on_step=phases.first,
         should_cancel=should_cancel,
     )
@@ -561,6 +610,7 @@ def inpaint_pass(
                 strength=params.hr_denoising_strength,
                 seed=seed,
                 reference=reference.resize(hires, Image.LANCZOS) if reference else None,
+                garment=garment,
                 size=hires,
                 steps=params.hr_second_pass_steps or params.steps,
                 on_step=phases.second,

@@ -120,6 +120,12 @@ def _tensors_only(state: Any, shown: str) -> "dict[str, torch.Tensor]":
 
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
+    if isinstance(state, dict) and state and all(isinstance(v, dict) for v in state.values()):
+        # Groups of tensors, as an IP-Adapter's .bin has them ({"image_proj": {...},
+        # "ip_adapter": {...}}): named "group.key", as in its .safetensors.
+        state = {
+            f"{group}.{key}": value for group, part in state.items() for key, value in part.items()
+        }
     if not isinstance(state, dict) or not all(
         isinstance(value, torch.Tensor) for value in state.values()
     ):

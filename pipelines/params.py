@@ -115,6 +115,28 @@ class ReferenceUnit:
         return self.weight > 0
 
 
+@dataclass(frozen=True)
+class IPAdapterUnit:
+    """The IP-Adapter unit: the garment's picture, through a CLIP vision encoder, as extra
+    cross-attention tokens (``pipelines.ip_adapter``).
+
+    ``model`` names an installed IP-Adapter (empty: the first of the checkpoint's family that
+    an installed CLIP vision encoder fits); ``weight`` is diffusers' ``ip_adapter_scale`` (the
+    WebUI unit's weight), 0 turns it off. With no IP-Adapter installed the unit is simply off.
+    """
+
+    model: str = ""
+    weight: float = 0.6
+
+    def __post_init__(self) -> None:
+        _check_text("model", self.model, 200)
+        _check_float("weight", self.weight, 0.0, 2.0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight > 0
+
+
 def _default_units() -> tuple[ControlUnit, ControlUnit]:
     # The pose steers the whole run; the garment's edges matter most while the shapes form.
     return (ControlUnit(weight=1.0), ControlUnit(weight=0.7, guidance_end=0.8))
@@ -154,6 +176,7 @@ class GenerationParams:
     checkpoint: str = ""
     vae: str = ""
     reference: ReferenceUnit = field(default_factory=ReferenceUnit)
+    ip_adapter: IPAdapterUnit = field(default_factory=IPAdapterUnit)
     # The WebUI's "Hires. fix": the first pass at the size above, upscaled by ``hr_scale`` with
     # ``hr_upscaler``, then a second pass at ``hr_denoising_strength`` (``hr_second_pass_steps``
     # steps; 0: ``steps``) with the same ControlNets, maps re-scaled, and reference.
@@ -195,6 +218,8 @@ class GenerationParams:
         _check_text("vae", self.vae, 200)
         if not isinstance(self.reference, ReferenceUnit):
             _fail("reference", "must be a reference unit")
+        if not isinstance(self.ip_adapter, IPAdapterUnit):
+            _fail("ip_adapter", "must be an IP-Adapter unit")
         if not isinstance(self.enable_hr, bool):
             _fail("enable_hr", f"must be true or false, got {self.enable_hr!r}")
         _check_float("hr_scale", self.hr_scale, 1.0, 4.0)
@@ -243,10 +268,11 @@ class GenerationParams:
         return data
 
 
-_PARAM_NAMES = {f.name for f in fields(GenerationParams)} - {"controlnets", "reference"}
+# The units given as one JSON object each, by parameter name.
+_OBJECT_UNITS = {"reference": ReferenceUnit, "ip_adapter": IPAdapterUnit}
+_PARAM_NAMES = {f.name for f in fields(GenerationParams)} - {"controlnets", *_OBJECT_UNITS}
 _UNIT_NAMES = {f.name for f in fields(ControlUnit)}
-_REFERENCE_NAMES = {f.name for f in fields(ReferenceUnit)}
-_KNOWN = _PARAM_NAMES | {"controlnet", "reference"}
+_KNOWN = _PARAM_NAMES | {"controlnet", *_OBJECT_UNITS}
 
 
 def params_from_dict(data: Mapping[str, Any]) -> GenerationParams:
@@ -267,8 +293,9 @@ def params_from_dict(data: Mapping[str, Any]) -> GenerationParams:
     values = {name: data[name] for name in _PARAM_NAMES if name in data}
     if "controlnet" in data:
         values["controlnets"] = _units_from_list(data["controlnet"])
-    if "reference" in data:
-        values["reference"] = _reference_from(data["reference"])
+    for name, unit_class in _OBJECT_UNITS.items():
+        if name in data:
+            values[name] = _object_unit(name, unit_class, data[name])
     try:
         return GenerationParams(**values)
     except TypeError as error:  # a value of a type the checks never expected
@@ -294,14 +321,15 @@ def _units_from_list(items: Any) -> tuple[ControlUnit, ...]:
     return tuple(units)
 
 
-def _reference_from(item: Any) -> ReferenceUnit:
-    """The reference unit from its JSON object; fields left out keep their defaults."""
+def _object_unit(name: str, unit_class: type, item: Any):
+    """The ``reference`` or ``ip_adapter`` unit from its JSON object; fields left out keep their
+    defaults."""
     if not isinstance(item, Mapping):
-        raise InvalidInputError("reference", "must be an object")
-    unknown = sorted(set(item) - _REFERENCE_NAMES)
+        raise InvalidInputError(name, "must be an object")
+    unknown = sorted(set(item) - {f.name for f in fields(unit_class)})
     if unknown:
-        raise InvalidInputError("reference", f"unknown fields {', '.join(unknown)}")
+        raise InvalidInputError(name, f"unknown fields {', '.join(unknown)}")
     try:
-        return ReferenceUnit(**item)
+        return unit_class(**item)
     except InvalidInputError as error:
-        raise InvalidInputError(f"reference.{error.argument}", error.message) from None
+        raise InvalidInputError(f"{name}.{error.argument}", error.message) from None

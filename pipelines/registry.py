@@ -20,7 +20,16 @@ from .errors import InvalidInputError, ModelNotFoundError, UntrustedModelError
 
 # ComfyUI's folder names are the model kinds; the WebUI's names for the same folders are accepted
 # too, so MODELS_DIR can be an existing ComfyUI or WebUI models folder.
-MODEL_KINDS = ("checkpoints", "controlnet", "vae", "loras", "sams", "annotators")
+MODEL_KINDS = (
+    "checkpoints",
+    "controlnet",
+    "vae",
+    "loras",
+    "ipadapter",
+    "clip_vision",
+    "sams",
+    "annotators",
+)
 FOLDER_KINDS: dict[str, str] = {
     **{kind: kind for kind in MODEL_KINDS},
     "Stable-diffusion": "checkpoints",

@@ -17,7 +17,8 @@ from pathlib import Path
 from .architectures import CONTEXT_FAMILY, Architecture, detect_file
 from .engines import FETCH_HINT
 from .errors import ModelNotFoundError, PipelineError
-from .params import CONTROL_NAMES, GenerationParams
+from .ip_adapter import IPAdapterModels, fitting_encoder, pick, require_fit
+from .params import CONTROL_NAMES, GenerationParams, IPAdapterUnit
 from .registry import ModelEntry, resolve_model, scan_models
 
 # The size each family was trained at, portrait (the shape of a fashion picture): SD 1.5's
@@ -34,14 +35,19 @@ class EngineModels:
     checkpoint: ModelEntry
     controlnets: tuple[ModelEntry, ...]
     vae: ModelEntry | None = None
+    ip_adapter: IPAdapterModels | None = None
 
 
-def select_models(models_dir: Path, params: GenerationParams) -> EngineModels:
-    """The checkpoint, the OpenPose and Canny ControlNets and the VAE a run uses.
+def select_models(
+    models_dir: Path, params: GenerationParams, *, garment: bool = True
+) -> EngineModels:
+    """The checkpoint, the OpenPose and Canny ControlNets, the VAE and, for a run that paints
+    a ``garment``, the IP-Adapter with its CLIP vision encoder.
 
     Names in ``params`` pick installed models (WebUI spelling, ``[hash]`` allowed); left empty,
     the checkpoint is one that inpaints, each ControlNet one whose name holds its kind
-    ("openpose", "canny"), of the checkpoint's family when several are.
+    ("openpose", "canny"), of the checkpoint's family when several are; the IP-Adapter the
+    first of that family an installed encoder fits, none when there is none (it is optional).
     Raises ``ModelNotFoundError`` listing everything missing at once.
     """
     models_dir = Path(models_dir)
@@ -68,9 +74,33 @@ def select_models(models_dir: Path, params: GenerationParams) -> EngineModels:
     vae = None
     if params.vae not in ("", "Automatic", "None"):
         vae = _named(entries, "vae", params.vae, missing)
+    ip_adapter = None
+    if garment and params.ip_adapter.enabled and checkpoint is not None:
+        ip_adapter = _ip_adapter(entries, params.ip_adapter, family, missing)
     if missing:
         raise ModelNotFoundError(f"missing model files: {'; '.join(missing)}. {FETCH_HINT}")
-    return EngineModels(checkpoint, tuple(nets), vae)
+    return EngineModels(checkpoint, tuple(nets), vae, ip_adapter)
+
+
+def _ip_adapter(
+    entries: list[ModelEntry], unit: IPAdapterUnit, family: str, missing: list[str]
+) -> IPAdapterModels | None:
+    """The named IP-Adapter with an encoder that fits it (either missing is added to
+    ``missing``), or, unnamed, the first installed pair of ``family`` (None: off)."""
+    if not unit.model:
+        return pick(entries, family)
+    adapter = _named(entries, "ipadapter", unit.model, missing)
+    if adapter is None:
+        return None
+    needs = require_fit(adapter, family)
+    encoder = fitting_encoder([e for e in entries if e.kind == "clip_vision"], needs)
+    if encoder is None:
+        missing.append(
+            f"a CLIP vision encoder giving {needs.describe()} for {adapter.filename} in "
+            f"{adapter.models_dir / 'clip_vision' if adapter.models_dir else 'clip_vision/'}"
+        )
+        return None
+    return IPAdapterModels(adapter, encoder)
 
 
 def default_checkpoint(entries: list[ModelEntry]) -> ModelEntry | None:

@@ -77,6 +77,27 @@ def tiny_kit(tmp_path_factory) -> Path:
     return make_tiny(tmp_path_factory.mktemp("models"))
 
 
+IP_ADAPTER = "ip-adapter_tiny"
+
+
+@pytest.fixture(scope="session")
+def ip_kit(tiny_kit, tmp_path_factory) -> Path:
+    """A MODELS_DIR holding the tiny kit with a plain IP-Adapter for its UNet
+    (``ipadapter/ip-adapter_tiny.safetensors``) and a CLIP vision encoder that fits it."""
+    import shutil
+
+    from diffusers import UNet2DConditionModel
+
+    from tests.model_files import write_clip_vision, write_ip_adapter
+
+    kit = tmp_path_factory.mktemp("ip") / "models"
+    shutil.copytree(tiny_kit, kit)
+    unet = UNet2DConditionModel.from_pretrained(kit / "checkpoints" / "tiny-sd-inpaint" / "unet")
+    write_ip_adapter(kit / "ipadapter" / f"{IP_ADAPTER}.safetensors", unet, image_embeds=16)
+    write_clip_vision(kit / "clip_vision" / "CLIP-tiny.safetensors", projection=16)
+    return kit
+
+
 @pytest.fixture
 def tiny_models_dir(settings, tiny_kit, tmp_path) -> Path:
     """settings.MODELS_DIR where the ``tiny`` engine finds its kit already built."""

@@ -708,6 +708,76 @@ def _prefixed(prefix: str, state: Mapping[str, torch.Tensor]) -> StateDict:
     return {prefix + key: value for key, value in state.items()}
 
 
+def clip_vision_model(
+    *, hidden: int = 32, projection: int = 16, layers: int = 2, seed: int = 0
+) -> Any:
+    """A seeded ``CLIPVisionModelWithProjection``: 32 × 32 pictures in 8-pixel patches, GELU as
+    LAION's towers; one head per 64 channels (at least one), as ``pipelines.ip_adapter`` reads
+    a tower of unlisted width."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=hidden * 2 + 5,
+        projection_dim=projection,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64),
+        image_size=32,
+        patch_size=8,
+        hidden_act="gelu",
+    )
+    return _seeded(lambda: CLIPVisionModelWithProjection(config), seed)
+
+
+def write_clip_vision(path: Path, *, dtype: torch.dtype = torch.float16, **model: Any) -> Path:
+    """Write ``clip_vision_model(**model)`` as ComfyUI's ``clip_vision/`` files are
+    (transformers' key names: ``vision_model.…``, ``visual_projection.weight``); return ``path``."""
+    return _save(path, _cast(clip_vision_model(**model).state_dict(), dtype))
+
+
+def write_ip_adapter(
+    path: Path,
+    unet: Any,
+    *,
+    image_embeds: int = 16,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float16,
+) -> Path:
+    """Write a plain IP-Adapter for ``unet`` in h94's layout and return ``path``.
+
+    ``image_proj.proj`` (``image_embeds``-wide CLIP image embeddings → 4 tokens of the UNet's
+    text width) and ``image_proj.norm``; ``ip_adapter.N.to_k_ip/to_v_ip.weight`` for each
+    cross-attention, N = 1, 3, 5… in ``unet.attn_processors`` order (the original counts every
+    attention processor, and self-attention ones have no weights). A ``.safetensors`` path gets
+    ``image_proj.``/``ip_adapter.`` prefixed keys; a ``.bin`` the original's nested dict.
+    """
+    width = unet.config.cross_attention_dim
+    groups: dict[str, dict[str, torch.Tensor]] = {"image_proj": {}, "ip_adapter": {}}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        groups["image_proj"] = {
+            "proj.weight": torch.randn(4 * width, image_embeds) * 0.2,
+            "proj.bias": torch.randn(4 * width) * 0.1,
+            "norm.weight": 1 + torch.randn(width) * 0.1,
+            "norm.bias": torch.randn(width) * 0.1,
+        }
+        key = 1
+        for name in unet.attn_processors:
+            if name.endswith("attn1.processor"):
+                continue
+            attention = unet.get_submodule(name.removesuffix(".processor"))
+            shape = (attention.to_k.out_features, width)
+            groups["ip_adapter"][f"{key}.to_k_ip.weight"] = torch.randn(shape) * 0.3
+            groups["ip_adapter"][f"{key}.to_v_ip.weight"] = torch.randn(shape) * 0.3
+            key += 2
+    if Path(path).suffix == ".safetensors":
+        flat = {f"{group}.{k}": v for group, part in groups.items() for k, v in part.items()}
+        return _save(path, _cast(flat, dtype))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({group: _cast(part, dtype) for group, part in groups.items()}, path)
+    return Path(path)
+
+
 def _cast(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> StateDict:
     """Floating tensors in ``dtype``, integer ones as they are; each its own contiguous copy
     (safetensors refuses tensors that share memory)."""

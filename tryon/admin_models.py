@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.template.response import TemplateResponse
 
+from pipelines.engines import find_weights
 from pipelines.errors import InvalidInputError, ModelNotFoundError
 from pipelines.registry import (
     check_inside_models_dir,
@@ -60,6 +61,7 @@ def installed_models_view(request):
         "title": "Installed models",
         "rows": rows,
         "manifest": manifest,
+        "ip_adapter_missing": find_weights(settings.MODELS_DIR).ip_adapter_missing,
     }
     request.current_app = admin.site.name
     return TemplateResponse(request, "admin/tryon/installed_models.html", context)

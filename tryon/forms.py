@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 
 from common.forms import form_errors_from
 from common.uploads import ACCEPT_ATTRIBUTE
-from pipelines.params import MAX_SEED, ReferenceUnit
+from pipelines.params import MAX_SEED, IPAdapterUnit, ReferenceUnit
 from pipelines.poses import CANVAS, PRESETS
 from pipelines.prompts import HAIR_WORDS, MODEL_VOCABULARY, USER_TEXT_MAX
 from pipelines.scenes import SCENES
@@ -190,6 +190,18 @@ class ModelShotForm(forms.Form):
         help_text="0 to 1: higher follows the garment's picture more closely.",
     )
 
+    ip_adapter_weight = forms.FloatField(
+        label="IP-Adapter weight",
+        min_value=0.0,
+        max_value=2.0,
+        required=False,
+        initial=IPAdapterUnit.weight,
+        help_text=(
+            "How strongly the garment's picture steers through the IP-Adapter, when one is "
+            "installed; 0: off."
+        ),
+    )
+
     hires = forms.BooleanField(
         label="Twice the size (hires pass)",
         required=False,
@@ -205,15 +217,20 @@ class ModelShotForm(forms.Form):
         "reference.module": "reference_module",
         "reference.weight": "reference_weight",
         "reference.style_fidelity": "style_fidelity",
+        "ip_adapter.weight": "ip_adapter_weight",
     }
 
     def generation_params(self) -> dict:
-        """The parameters this form sets: the seed, the hires pass and the reference unit."""
-        return {
+        """The parameters this form sets: the seed, the hires pass, the reference unit and the
+        IP-Adapter's weight."""
+        params = {
             "seed": self.cleaned_data["seed"],
             "enable_hr": self.cleaned_data["hires"],
             "reference": self.reference_params(),
         }
+        if self.cleaned_data["ip_adapter_weight"] is not None:
+            params["ip_adapter"] = {"weight": self.cleaned_data["ip_adapter_weight"]}
+        return params
 
     def reference_params(self) -> dict:
         """The reference unit's fields the merchant set (the rest keep their defaults)."""

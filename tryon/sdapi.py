@@ -57,6 +57,9 @@ PARAMS = (
 )  # fmt: skip
 UNITS_FIELD = "alwayson_scripts.ControlNet.args"
 REFERENCE = "reference"  # the slot of a reference_* unit (the garment steers by its picture)
+IP_ADAPTER = "ip_adapter"  # the slot of an ip-adapter_* unit (the garment, through CLIP vision)
+# The units that read the garment's own picture: model shots (txt2img) only.
+GARMENT_UNITS = (REFERENCE, IP_ADAPTER)
 TRYON_FIELD = "alwayson_scripts.try-on.args.0"
 GARMENT_HINT = (
     'give {"try-on": {"args": [{"garment": <id of your garment>, "pose": …, "scene": …}]}}'
@@ -172,6 +175,8 @@ def _params_from_payload(payload: dict, units: dict[str, dict]) -> dict:
         ]
     if REFERENCE in units:
         params["reference"] = _reference_unit(units[REFERENCE])
+    if IP_ADAPTER in units:
+        params["ip_adapter"] = _ip_adapter_unit(units[IP_ADAPTER])
     return params
 
 
@@ -186,17 +191,22 @@ def _units(payload: dict) -> dict[str, dict]:
             continue  # as in the WebUI: a disabled unit does nothing
         module = _text(unit.get("module"), f"{field}.module") or "none"
         try:
-            slot = (
-                REFERENCE
-                if module in REFERENCE_MODULES
-                else control_slot(module, _text(unit.get("model"), f"{field}.model"))
-            )
+            slot = _slot(module, _text(unit.get("model"), f"{field}.model"))
         except InvalidInputError as error:
             raise _refused(f"{field}.{error.argument}", error.message) from None
         if slot in units:
             raise _refused(field, f"one unit per kind: {slot} already has one")
         units[slot] = unit
     return units
+
+
+def _slot(module: str, model: str) -> str:
+    """Which of our units a WebUI unit drives, by its module (and model, for "none")."""
+    if module in REFERENCE_MODULES:
+        return REFERENCE
+    if module.startswith("ip-adapter"):  # ip-adapter_clip_h, ip-adapter_clip_sd15, ...
+        return IP_ADAPTER
+    return control_slot(module, model)
 
 
 def _unit(unit: dict) -> dict:
@@ -210,6 +220,13 @@ def _reference_unit(unit: dict) -> dict:
     names = {"weight": "weight", "guidance_start": "guidance_start"}
     names |= {"guidance_end": "guidance_end", "threshold_a": "style_fidelity", "module": "module"}
     return {ours: unit[theirs] for theirs, ours in names.items() if unit.get(theirs) is not None}
+
+
+def _ip_adapter_unit(unit: dict) -> dict:
+    """An ``ip-adapter_*`` unit as our IP-Adapter unit: its weight and model (an installed
+    IP-Adapter's name, ``[hash]`` allowed; the encoder is the one that fits it)."""
+    found = {"weight": unit.get("weight"), "model": unit.get("model")}
+    return {key: value for key, value in found.items() if value not in (None, "", "None")}
 
 
 def _control_inputs(units: dict[str, dict]) -> dict[str, dict]:
@@ -326,11 +343,11 @@ def img2img(request):
     if not images or not images[0]:
         raise _refused("init_images", "give one base64-encoded picture")
     units = _units(payload)
-    if REFERENCE in units:
+    if any(slot in units for slot in GARMENT_UNITS):
         raise _refused(
             UNITS_FIELD,
-            "a reference unit reads a garment's picture: use it on txt2img model shots, "
-            "where the garment is the reference",
+            "reference and IP-Adapter units read a garment's picture: use them on txt2img "
+            "model shots, where the garment is the reference",
         )
     params = _params_from_payload(payload, units)
     params["batch_size"] = _count(payload)

@@ -59,6 +59,8 @@ def _worker_health() -> dict:
 def _engine_health() -> dict:
     weights = find_weights(settings.MODELS_DIR)
     report = {"requested": settings.TRYON_ENGINE, "weights": weights.counts()}
+    # Optional: without it the engine still runs, so it never makes the check degraded.
+    report["ip_adapter"] = weights.ip_adapter_missing or "installed"
     try:
         report["engine"] = resolve_engine(settings.TRYON_ENGINE, weights)
     except PipelineError as error:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from catalog import services
 from catalog.models import Garment
-from pipelines.params import ReferenceUnit
+from pipelines.params import IPAdapterUnit, ReferenceUnit
 from pipelines.poses import PRESETS
 from tests.conftest import photo_upload, stored_files
 from tests.factories import (
@@ -371,6 +371,7 @@ def test_the_advanced_section_sets_the_garment_reference(merchant_client, analys
             "reference_module": "reference_adain",
             "reference_weight": "0.4",
             "style_fidelity": "0.9",
+            "ip_adapter_weight": "0.3",
             "hires": "on",
         },
     )
@@ -383,6 +384,7 @@ def test_the_advanced_section_sets_the_garment_reference(merchant_client, analys
         "weight": 0.4,
         "style_fidelity": 0.9,
     }
+    assert job.params["ip_adapter"] == {**asdict(IPAdapterUnit()), "weight": 0.3}
     wrong = merchant_client.post(
         url, {"poses": ["front_standing"], "count": "1", "seed": "-1", "reference_weight": "3"}
     )

@@ -86,7 +86,10 @@ def test_each_architecture_is_told_by_its_keys(shapes, expected):
 @pytest.mark.parametrize(
     ("shapes", "message"),
     [
-        ({"other.weight": (3, 3)}, "not an SD 1.5 or SDXL checkpoint, ControlNet, VAE or LoRA"),
+        (
+            {"other.weight": (3, 3)},
+            "not an SD 1.5 or SDXL checkpoint, ControlNet, VAE, LoRA, IP-Adapter",
+        ),
         (_checkpoint(4, context=1024), "an SD 2.x checkpoint, which is not supported"),
         (_checkpoint(8), "a UNet with 8 input channels"),
     ],

@@ -11,9 +11,8 @@ from pipelines.errors import InvalidInputError
 from pipelines.params import GenerationParams, ReferenceUnit, params_from_dict
 from pipelines.reference import reference_picture
 from pipelines.request import RuntimeConfig
-from pipelines.samples import draw_product_shot
+from tests.pipelines.painting import SIZE, garment_cutout, inpaint_inputs, mean_difference
 
-SIZE = (64, 96)
 STEPS = 4
 
 
@@ -25,19 +24,11 @@ def generator(tiny_kit):
 
 @pytest.fixture(scope="module")
 def inputs():
-    rng = np.random.default_rng(0)
-    image = Image.fromarray(rng.integers(0, 255, (SIZE[1], SIZE[0], 3), np.uint8))
-    mask = Image.new("L", SIZE, 0)
-    mask.paste(255, (8, 16, 56, 80))
-    controls = (Image.new("RGB", SIZE), Image.new("RGB", SIZE))
-    return image, mask, controls
+    return inpaint_inputs()
 
 
 def _garment(kind: str) -> Image.Image:
-    shot = draw_product_shot(kind, size=(192, 256))
-    cutout = shot.image.convert("RGBA")
-    cutout.putalpha(shot.mask)
-    return reference_picture(cutout, SIZE)
+    return reference_picture(garment_cutout(kind), SIZE)
 
 
 def _paint(generator, inputs, reference=None, **unit) -> np.ndarray:
@@ -59,34 +50,30 @@ def _paint(generator, inputs, reference=None, **unit) -> np.ndarray:
     return np.asarray(painted, np.int16)
 
 
-def _differ(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a - b).mean())
-
-
 def test_the_reference_changes_the_pixels_and_the_garment_matters(generator, inputs):
     tee, hoodie = _garment("tshirt"), _garment("dress")
     off = _paint(generator, inputs, tee, weight=0.0)
-    assert _differ(off, _paint(generator, inputs, None)) == 0  # no picture: nothing to read
+    assert mean_difference(off, _paint(generator, inputs, None)) == 0  # no picture: nothing to read
     with_tee = _paint(generator, inputs, tee, weight=1.0)
     with_other = _paint(generator, inputs, hoodie, weight=1.0)
-    assert _differ(off, with_tee) > 0.2
+    assert mean_difference(off, with_tee) > 0.2
     # The same pass twice is identical, so any difference is the other picture's doing (the
     # tiny random UNet's features are faint: a full-size one's are not).
-    assert _differ(with_tee, _paint(generator, inputs, tee, weight=1.0)) == 0
-    assert _differ(with_tee, with_other) > 0.01
+    assert mean_difference(with_tee, _paint(generator, inputs, tee, weight=1.0)) == 0
+    assert mean_difference(with_tee, with_other) > 0.01
 
 
 def test_style_fidelity_and_each_module_change_the_result(generator, inputs):
     tee = _garment("tshirt")
     plain = _paint(generator, inputs, tee, weight=1.0, style_fidelity=0.0)
     faithful = _paint(generator, inputs, tee, weight=1.0, style_fidelity=1.0)
-    assert _differ(plain, faithful) > 0.1
+    assert mean_difference(plain, faithful) > 0.1
     adain = _paint(generator, inputs, tee, weight=1.0, module="reference_adain")
     both = _paint(generator, inputs, tee, weight=1.0, module="reference_adain+attn")
     off = _paint(generator, inputs, tee, weight=0.0)
     for painted in (adain, both):
-        assert _differ(painted, off) > 0.2
-    assert _differ(adain, both) > 0.1
+        assert mean_difference(painted, off) > 0.2
+    assert mean_difference(adain, both) > 0.1
 
 
 def _unet_calls(generator, inputs, reference, **unit) -> list[int]:

@@ -83,3 +83,17 @@ def test_installed_weights_are_counted_and_auto_picks_sd(client, settings, tmp_p
     engine = _health(client)["checks"]["engine"]
     assert engine["engine"] == "sd"
     assert engine["weights"]["checkpoints"] == 1 and engine["weights"]["controlnet"] == 1
+    # The optional IP-Adapter is off, and says which of its folders are empty; still "ok".
+    assert engine["status"] == "ok"
+    assert engine["ip_adapter"].startswith("IP-Adapter is off: no IP-Adapter in")
+    assert "and no CLIP vision encoder in MODELS_DIR/clip_vision" in engine["ip_adapter"]
+
+
+def test_an_installed_ip_adapter_is_reported(client, settings, tmp_path):
+    for folder, name in (("ipadapter", "ip-adapter_sd15"), ("clip_vision", "CLIP-ViT-H")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{name}.safetensors").write_bytes(b"x")
+    settings.MODELS_DIR = tmp_path
+    engine = _health(client)["checks"]["engine"]
+    assert engine["ip_adapter"] == "installed"
+    assert engine["weights"]["ipadapter"] == engine["weights"]["clip_vision"] == 1

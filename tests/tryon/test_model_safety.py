@@ -184,6 +184,8 @@ def test_staff_see_the_installed_models_with_hashes_and_manifest_status(
             assert model_hash(entry) in row
     assert "leads outside MODELS_DIR" in rows["checkpoints/linked.safetensors"]
     assert str(manifest) in page and str(models) not in page
+    # Nothing in ipadapter/ and clip_vision/: the optional IP-Adapter is said to be off.
+    assert "IP-Adapter is off: no IP-Adapter in MODELS_DIR/ipadapter" in page
     assert not marker.exists()
 
 

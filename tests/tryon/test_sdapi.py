@@ -108,6 +108,40 @@ def test_txt2img_with_enable_hr_is_twice_the_size_and_its_strength_is_the_hires_
     assert latent.status_code == 400 and latent.json()["field"] == "hr_upscaler"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_txt2img_takes_an_ip_adapter_unit_and_writes_it_as_the_extension_does(
+    webui, analysed_garment, ip_kit, tmp_path, settings
+):
+    settings.MODELS_DIR = tmp_path / "models"
+    settings.MODELS_DIR.mkdir()
+    (settings.MODELS_DIR / "tiny").symlink_to(ip_kit)  # the tiny engine's kit, with its adapter
+    settings.TRYON_ENGINE = "tiny"
+    settings.JOB_DEADLINE = 60
+    unit = {
+        "enabled": True,
+        "module": "ip-adapter_clip_h",
+        "model": "ip-adapter_tiny",
+        "weight": 0.7,
+    }
+    payload = {
+        "steps": 2, "seed": 5, "width": 64, "height": 96,
+        "alwayson_scripts": {"ControlNet": {"args": [unit]},
+                             "try-on": {"args": [{"garment": analysed_garment.pk}]}},
+    }  # fmt: skip
+    response = webui.post("/sdapi/v1/txt2img", payload, format="json")
+    assert response.status_code == 200, response.content
+    fields = parse_infotext(json.loads(response.json()["info"])["infotexts"][0])
+    assert "Module: ip-adapter_clip" in fields["ControlNet 3"]
+    assert "Model: ip-adapter_tiny [" in fields["ControlNet 3"]
+    assert "Weight: 0.7" in fields["ControlNet 3"]
+    # An adapter that is not installed fails the job by its name (the WebUI's 500 and error
+    # body, as for any failed generation), never silently left out.
+    unit["model"] = "ip-adapter_sd15"
+    missing = webui.post("/sdapi/v1/txt2img", payload, format="json")
+    assert missing.status_code == 500
+    assert "no ipadapter model named 'ip-adapter_sd15'" in missing.json()["detail"]
+
+
 def test_txt2img_without_a_garment_says_how_to_give_one(webui):
     response = webui.post("/sdapi/v1/txt2img", {"prompt": "x"}, format="json")
     assert response.status_code == 400 and "try-on" in response.json()["message"]
@@ -384,6 +418,7 @@ def test_img2img_without_units_or_mask_repaints_all_unguided(webui, tiny_models_
         ({"units": [{"module": "canny", "threshold_a": 300}]}, "controlnet.canny.threshold_a"),
         ({"units": [{"module": "canny", "weight": 5}]}, "controlnet.1.weight"),
         ({"units": [{"module": "reference_only"}]}, "alwayson_scripts.ControlNet.args"),
+        ({"units": [{"module": "ip-adapter_clip_h"}]}, "alwayson_scripts.ControlNet.args"),
         ({"steps": 0}, "steps"),
         ({"n_iter": 5, "batch_size": 2}, "n_iter"),
         ({"prompt": "x" * 1001}, "prompt"),
