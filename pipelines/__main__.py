@@ -535,7 +535,9 @@ def _add_generation_arguments(command) -> None:
     command.add_argument(
         "--hires-strength", type=float, help="the hires pass's denoising strength (0.5)"
     )
-    command.add_argument("--hires-upscaler", help="Lanczos (default) or Nearest")
+    command.add_argument(
+        "--hires-upscaler", help="Lanczos (default), Nearest, or a latent mode such as 'Latent'"
+    )
     command.add_argument("--width", type=int, help="the processing width (multiple of 8)")
     command.add_argument("--height", type=int, help="the processing height (multiple of 8)")
 

@@ -9,12 +9,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from PIL import Image
+
 from . import generate
 from .engines import engine_models_dir
 from .errors import GenerationError
 from .infotext import format_infotext
 from .ip_adapter import ip_adapter_module
-from .params import CONTROL_NAMES, MAX_SEED, GenerationParams
+from .params import CONTROL_NAMES, MAX_SEED
 from .plan import PREPARE_SHARE, Pass, Plan, timed
 from .prompts import validate_prompt
 from .reference import reference_picture
@@ -44,8 +46,10 @@ def paint(
     """The pictures from the diffusion passes, retried once with offload on GPU out of memory."""
     runtime = runtime or RuntimeConfig()
     engine_dir = engine_models_dir(plan.used["engine"], Path(models_dir))
-    # An inpaint has no garment: nothing for an IP-Adapter to read.
-    models = select_models(engine_dir, plan.request.params, garment=plan.request.mode != "inpaint")
+    # An inpaint reads no garment: only its own reference picture, when it gave one.
+    request = plan.request
+    garment = request.mode != "inpaint" or request.reference_picture is not None
+    models = select_models(engine_dir, request.params, garment=garment)
 
     def attempt(config: RuntimeConfig) -> tuple[GeneratedImage, ...]:
         return _paint_all(models, config, plan, timings, report, should_cancel)
@@ -125,12 +129,8 @@ def _paint_batch(
                 strength=used["denoising_strength"],
                 seed=seed,
                 color_correction=params.color_correction and request.mode == "photo",
-                reference=_reference(planned, params),
-                garment=(
-                    generator.garment_picture(planned.garment.analysis.cutout)
-                    if planned.garment is not None
-                    else None
-                ),
+                reference=_reference(request, planned),
+                garment=generator.garment_picture(_steering_picture(request, planned)),
                 on_step=on_step,
                 should_cancel=should_cancel,
             )
@@ -141,12 +141,24 @@ def _paint_batch(
     return tuple(images)
 
 
-def _reference(planned: Pass, params: GenerationParams):
-    """The pass's garment as the reference unit sees it; None for an inpaint (no garment) or
-    with the unit off."""
-    if planned.garment is None or not params.reference.enabled:
+def _steering_picture(request: TryOnRequest, planned: Pass) -> Image.Image | None:
+    """What the reference unit and the IP-Adapter read (RGBA): the pass's garment cut-out, or
+    an inpaint's own reference picture (opaque); None when there is neither."""
+    if planned.garment is not None:
+        return planned.garment.analysis.cutout
+    if request.reference_picture is not None:
+        return request.reference_picture.convert("RGBA")
+    return None
+
+
+def _reference(request: TryOnRequest, planned: Pass) -> Image.Image | None:
+    """The pass's steering picture as the reference unit sees it; None with the unit off or
+    nothing to read."""
+    params = request.params
+    picture = _steering_picture(request, planned)
+    if picture is None or not params.reference.enabled:
         return None
-    return reference_picture(planned.garment.analysis.cutout, (params.width, params.height))
+    return reference_picture(picture, (params.width, params.height))
 
 
 def _step_reporter(report: ProgressCallback, label: str, done: int, units: int):
@@ -213,7 +225,7 @@ def _infotext(request, generator, used, seed, hashes, lora_hashes) -> str:
         else:
             fields["Hires denoising strength"] = params.hr_denoising_strength
     reference = params.reference
-    if reference.enabled and request.mode != "inpaint":
+    if reference.enabled and (request.mode != "inpaint" or request.reference_picture):
         # As the WebUI ControlNet extension writes a reference unit (no model; the style
         # fidelity is its "Threshold A").
         fields[f"ControlNet {len(CONTROL_NAMES)}"] = {

@@ -35,7 +35,7 @@ from .errors import (
     InvalidInputError,
 )
 from .loading import load_pipeline, load_state_dict
-from .params import CONTROL_MODES, CONTROL_NAMES, GenerationParams
+from .params import CONTROL_MODES, CONTROL_NAMES, LATENT_UPSCALE_MODES, GenerationParams
 from .prompt_encoding import check_prompt_length, encode_prompt_pair, encode_prompt_pair_xl
 from .prompts import check_prompt_characters, parse_prompt
 from .reference import attached, encode_reference, reference_picture
@@ -320,10 +320,10 @@ class Generator:
         """Whether an IP-Adapter is loaded: every ``paint`` then needs the garment's picture."""
         return self._ip_saved is not None
 
-    def garment_picture(self, cutout: Image.Image) -> Image.Image | None:
+    def garment_picture(self, cutout: Image.Image | None) -> Image.Image | None:
         """The garment's cut-out (RGBA) as the IP-Adapter's encoder reads it: square, at its
-        input size, on grey; None without an IP-Adapter."""
-        if not self.uses_ip_adapter:
+        input size, on grey; None without an IP-Adapter (or a cut-out)."""
+        if not self.uses_ip_adapter or cutout is None:
             return None
         side = self.pipe.image_encoder.config.image_size
         return reference_picture(cutout, (side, side))
@@ -460,11 +460,13 @@ class Generator:
         garment: Image.Image | None = None,
         size: tuple[int, int] | None = None,
         steps: int | None = None,
+        latent: bool = False,
         on_step: Callable[[StepReport], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
-    ) -> Image.Image:
+    ) -> Any:
         """One image at the processing size (``size``, else ``params``'): ``image``, ``mask``
         and ``controls`` already are. ``steps`` replaces ``params.steps`` (a hires pass's).
+        With ``latent`` the result is its latents (a 1 × C × h × w tensor), not decoded.
 
         With a ``reference`` picture (the garment's) and ``params.reference`` enabled, the
         reference unit steers the pass (``pipelines.reference``); with an IP-Adapter loaded,
@@ -520,14 +522,37 @@ class Generator:
                     control_guidance_start=[u.guidance_start for u in units],
                     control_guidance_end=[u.guidance_end for u in units],
                     callback_on_step_end=step_end,
-                    output_type="pil",
+                    output_type="latent" if latent else "pil",
                     **extra,
                 )
         except RuntimeError as error:
             if is_out_of_memory(error):
                 raise  # the caller retries once with offload
             raise GenerationError(f"the diffusion pass failed: {error}") from error
-        return result.images[0]
+        return result.images[:1] if latent else result.images[0]
+
+    def upscale_latents(self, latents: torch.Tensor, size: tuple[int, int], upscaler: str):
+        """``latents`` enlarged to ``size`` (pixels) in the WebUI's latent ``upscaler`` mode,
+        decoded: the picture the hires pass starts from (re-encoding it gives back about the
+        same latents, so this is the WebUI's latent hires fix through the pipeline's door)."""
+        mode, antialias = LATENT_UPSCALE_MODES[upscaler]
+        factor = self.pipe.vae_scale_factor
+        scaled = torch.nn.functional.interpolate(
+            latents, size=(size[1] // factor, size[0] // factor), mode=mode, antialias=antialias
+        )
+        vae = self.pipe.vae
+        # An fp16 SDXL VAE overflows unless upcast, as diffusers' pipelines do.
+        upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+        decoder = vae.to(torch.float32) if upcast else vae
+        try:
+            with torch.no_grad():
+                pixels = decoder.decode(
+                    scaled.to(decoder.dtype) / vae.config.scaling_factor, return_dict=False
+                )[0]
+        finally:
+            if upcast:
+                vae.to(torch.float16)
+        return self.pipe.image_processor.postprocess(pixels, output_type="pil")[0]
 
 
 def _has_adapters(pipe: Any) -> bool:
@@ -580,6 +605,7 @@ def inpaint_pass(
             raise InvalidInputError("controls", "every control map must have the picture's size")
     box = inpaint_region(mask, size, params.inpaint_full_res_padding, params.inpaint_full_res)
     phases = _Phases(on_step, params)
+    latent = params.hires_scale > 1 and params.hr_upscaler in LATENT_UPSCALE_MODES
     processed = generator.paint(
         image=crop_resize(image.convert("RGB"), box, size),
         mask=crop_resize(mask, box, size),
@@ -591,17 +617,23 @@ def inpaint_pass(
         seed=seed,
         reference=reference,
         garment=garment,
+        latent=latent,
         on_step=phases.first,
         should_cancel=should_cancel,
     )
     if params.hires_scale > 1:
-        # The WebUI's "Hires. fix": the first pass upscaled, then painted again at a low
-        # strength at the larger size, its mask and maps cut from the full-size ones.
+        # The WebUI's "Hires. fix": the first pass upscaled (its pixels, or with a latent
+        # upscaler its latents), then painted again at a low strength at the larger size, its
+        # mask and maps cut from the full-size ones.
         hires = params.hires_size()
-        resample = Image.LANCZOS if params.hr_upscaler == "Lanczos" else Image.NEAREST
         with generator.tiled_vae():
+            if latent:
+                upscaled = generator.upscale_latents(processed, hires, params.hr_upscaler)
+            else:
+                resample = Image.LANCZOS if params.hr_upscaler == "Lanczos" else Image.NEAREST
+                upscaled = processed.resize(hires, resample)
             processed = generator.paint(
-                image=processed.resize(hires, resample),
+                image=upscaled,
                 mask=crop_resize(mask, box, hires),
                 controls=tuple(crop_resize(c.convert("RGB"), box, hires) for c in controls),
                 prompt=prompt,

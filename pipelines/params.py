@@ -76,8 +76,19 @@ class ControlUnit:
         _check_text("model", self.model, 200)
 
 
-# The WebUI's "Hires. fix" upscalers this engine has: pixel ones (its latent ones are not).
-HR_UPSCALERS = ("Lanczos", "Nearest")
+# The WebUI's latent upscale modes: the first pass's latents enlarged by torch's interpolate in
+# this mode (antialiased or not), as its ``shared.latent_upscale_modes`` does.
+LATENT_UPSCALE_MODES = {
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+# The WebUI's "Hires. fix" upscalers this engine has: pixel ones, then the latent ones.
+PIXEL_UPSCALERS = ("Lanczos", "Nearest")
+HR_UPSCALERS = (*PIXEL_UPSCALERS, *LATENT_UPSCALE_MODES)
 HIRES_MAX_SIDE = 4096  # the final picture's longest side with the hires pass
 
 # The WebUI ControlNet extension's reference preprocessors (pipelines.reference).
@@ -226,8 +237,8 @@ class GenerationParams:
         if self.hr_upscaler not in HR_UPSCALERS:
             _fail(
                 "hr_upscaler",
-                f"must be one of {', '.join(HR_UPSCALERS)} (latent upscalers are not available "
-                f"here), got {self.hr_upscaler!r}",
+                f"must be one of {', '.join(HR_UPSCALERS)} (model upscalers such as ESRGAN are "
+                f"not available here), got {self.hr_upscaler!r}",
             )
         _check_int("hr_second_pass_steps", self.hr_second_pass_steps, 0, 150)
         _check_float("hr_denoising_strength", self.hr_denoising_strength, 0.0, 1.0, open_low=True)

@@ -80,7 +80,9 @@ class TryOnRequest:
     ``scene_text`` (free words) and ``model_attributes`` (see ``prompts.MODEL_VOCABULARY``) are
     for model shots. ``params.prompt``/``negative_prompt`` are added to the built prompts;
     ``<lora:…>`` tags in them are honoured only with ``allow_loras`` (a trusted caller), and
-    dropped otherwise, since loading a model is not a shopper's choice.
+    dropped otherwise, since loading a model is not a shopper's choice. ``reference_picture``
+    (inpaint mode only) is the picture an inpaint's reference unit and IP-Adapter read, as a
+    garment's cut-out is theirs in the other modes; None: they are off.
     """
 
     mode: str
@@ -95,6 +97,7 @@ class TryOnRequest:
     allow_loras: bool = False
     mask: Image.Image | None = None
     controls: tuple[ControlInput | None, ...] = ()
+    reference_picture: Image.Image | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -252,6 +255,8 @@ def check_request(request: TryOnRequest) -> list[GarmentInput]:
     if not isinstance(request.params, GenerationParams):
         raise InvalidInputError("params", "must be GenerationParams")
     garments = _check_inpaint(request) if request.mode == "inpaint" else _check_garments(request)
+    if request.reference_picture is not None and request.mode != "inpaint":
+        raise InvalidInputError("reference_picture", "only an inpaint has one; garments steer")
     _check_picture_sizes(request)
     return garments
 
@@ -269,6 +274,7 @@ def _check_garments(request: TryOnRequest) -> list[GarmentInput]:
 def _check_picture_sizes(request: TryOnRequest) -> None:
     """Every picture of the request within what OpenCV and MediaPipe may be given."""
     named = [("person_photo", request.person_photo), ("mask", request.mask)]
+    named += [("reference_picture", request.reference_picture)]
     named += [
         (f"controls.{slot}.image", control.image)
         for slot, control in zip(CONTROL_NAMES, request.controls, strict=False)

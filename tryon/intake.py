@@ -33,7 +33,7 @@ from .runner import enqueue
 
 Status = TryOnJob.Status
 
-INPUT_FILE_FIELDS = ("person_photo", "mask", "openpose_input", "canny_input")
+INPUT_FILE_FIELDS = ("person_photo", "mask", "openpose_input", "canny_input", "reference_input")
 # The kinds made by tryon_job_create; an inpaint has its own service and no garment.
 GARMENT_KINDS = (TryOnJob.Kind.PHOTO, TryOnJob.Kind.MODEL_SHOT)
 
@@ -268,6 +268,7 @@ def inpaint_job_create(
     mask=None,
     invert_mask: bool = False,
     controls: dict | None = None,
+    reference: dict | None = None,
     params: dict | None = None,
     engine: str | None = None,
 ) -> TryOnJob:
@@ -276,8 +277,10 @@ def inpaint_job_create(
     ``image`` and ``mask`` are uploads, cleaned like every picture; the mask must have the
     picture's size once both are upright. ``controls`` maps a slot ("openpose", "canny") to
     ``{"module", "image" (an upload or None), "thresholds"}``; a slot left out gets no guidance
-    (its unit's weight is set to 0, so the picture's parameters say so). Raises
-    ``ValidationError`` keyed by the offending field; nothing is stored then.
+    (its unit's weight is set to 0, so the picture's parameters say so). ``reference``
+    (``{"image": an upload or None}``; None: the init picture) turns on the reference unit and
+    IP-Adapter, which read it; without it both get weight 0. Raises ``ValidationError`` keyed
+    by the offending field; nothing is stored then.
     """
 
     if owner is None or not owner.is_authenticated:
@@ -286,8 +289,14 @@ def inpaint_job_create(
     if engine not in ENGINES:
         raise ValidationError({"engine": [f"must be one of {', '.join(ENGINES)}"]})
     controls = controls or {}
-    checked = _check_params(_unguided(params or {}, controls), category=None)
+    params = _unguided(params or {}, controls)
+    if reference is None:
+        # Nothing to read: the stored parameters say both are off.
+        params = {**params, **{unit: _weight_zero(params.get(unit)) for unit in GARMENT_UNITS}}
+    checked = _check_params(params, category=None)
     files = {"person_photo": _clean_picture(image, "init_images")}
+    if reference is not None and reference.get("image") is not None:
+        files["reference_input"] = _clean_picture(reference["image"], "reference.image")
     size = _picture_size(files["person_photo"])
     if mask is not None:
         files["mask"] = _clean_mask(mask, size, invert=invert_mask)
@@ -307,10 +316,21 @@ def inpaint_job_create(
         owner=owner,
         params=checked.to_dict(),
         engine=engine,
-        controls=stored_controls,
+        controls={**stored_controls, **({"reference": {}} if reference is not None else {})},
         photo_uploaded_at=timezone.now(),
     )
     return _save_new_job(job, files)
+
+
+# The units that read a garment's (or an inpaint's reference) picture.
+GARMENT_UNITS = ("reference", "ip_adapter")
+
+
+def _weight_zero(unit):
+    """A unit's JSON object at weight 0 (a value of the wrong type is left for the check)."""
+    if unit is None:
+        return {"weight": 0.0}
+    return {**unit, "weight": 0.0} if isinstance(unit, dict) else unit
 
 
 def _unguided(params: dict, controls: dict) -> dict:

@@ -73,12 +73,18 @@ class TryOnJob(models.Model):
     )
     # An inpaint's own inputs: its mask (white = repaint; none = all of it), the pictures its
     # ControlNet units read (none: the init picture) and each slot's preprocessor, as
-    # {"openpose": {"module": …}, "canny": {"module": …, "thresholds": [low, high]}}.
+    # {"openpose": {"module": …}, "canny": {"module": …, "thresholds": [low, high]}}, plus
+    # "reference": {} when its reference/IP-Adapter units read a picture.
     mask = models.ImageField(upload_to=RandomName("masks"), storage=private_storage, blank=True)
     openpose_input = models.ImageField(
         upload_to=RandomName("controls"), storage=private_storage, blank=True
     )
     canny_input = models.ImageField(
+        upload_to=RandomName("controls"), storage=private_storage, blank=True
+    )
+    # The picture an inpaint's reference and IP-Adapter units read (none: the init picture,
+    # when controls["reference"] says they are on).
+    reference_input = models.ImageField(
         upload_to=RandomName("controls"), storage=private_storage, blank=True
     )
     controls = models.JSONField(default=dict, blank=True)
@@ -153,7 +159,14 @@ class TryOnJob(models.Model):
 
     def stored_files(self):
         """The private files the job owns (its results' files come with the results)."""
-        files = (self.person_photo, self.preview, self.mask, self.openpose_input, self.canny_input)
+        files = (
+            self.person_photo,
+            self.preview,
+            self.mask,
+            self.openpose_input,
+            self.canny_input,
+            self.reference_input,
+        )
         return [f for f in files if f]
 
 

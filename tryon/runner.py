@@ -182,6 +182,14 @@ def _control_inputs(job: TryOnJob) -> tuple:
     return tuple(inputs)
 
 
+def _reference_picture(job: TryOnJob):
+    """The picture an inpaint's reference and IP-Adapter units read: its own, else the init
+    picture; None when it asked for neither."""
+    if "reference" not in job.controls:
+        return None
+    return _stored_picture(job.reference_input) or _stored_picture(job.person_photo)
+
+
 def _request(job: TryOnJob):
     from pipelines.request import TryOnRequest
 
@@ -193,6 +201,7 @@ def _request(job: TryOnJob):
         person_photo=_stored_picture(job.person_photo),
         mask=_stored_picture(job.mask, "L") if inpaint else None,
         controls=_control_inputs(job) if inpaint else (),
+        reference_picture=_reference_picture(job) if inpaint else None,
         pose=job.pose or "front_standing",
         scene=job.scene,
         scene_text=job.scene_text,

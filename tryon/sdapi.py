@@ -6,8 +6,9 @@ A token is required (``Authorization: Token …``). ``txt2img`` makes a model sh
 pose and scene come in ``alwayson_scripts["try-on"]["args"][0]``, since a WebUI payload has no
 place for them. ``img2img`` inpaints the client's own picture with its mask and ControlNet units
 (an ``openpose*`` or ``canny`` preprocessor, or ``none`` with a map and an OpenPose or Canny
-model). Generation runs in the workers; these endpoints wait for the job, as the WebUI's do, up
-to JOB_DEADLINE.
+model; a ``reference_*`` or ``ip-adapter*`` unit reads its own ``image``, else the init
+picture, as the extension's do). Generation runs in the workers; these endpoints wait for the
+job, as the WebUI's do, up to JOB_DEADLINE.
 
 Differences from the WebUI: the masked area always starts from the original picture (any
 ``inpainting_fill`` is read as "original"); without "only masked" the result keeps the init
@@ -229,14 +230,40 @@ def _ip_adapter_unit(unit: dict) -> dict:
     return {key: value for key, value in found.items() if value not in (None, "", "None")}
 
 
+def _unit_image(unit: dict):
+    """A unit's picture as the client sent it (base64, or ``{"image": base64}``), or None."""
+    image = unit.get("image") or unit.get("input_image")
+    if isinstance(image, dict):  # {"image": …, "mask": …} in newer extension versions
+        image = image.get("image")
+    return image or None
+
+
+def _reference_input(units: dict[str, dict]) -> dict | None:
+    """img2img's reference and IP-Adapter units' picture as ``intake.inpaint_job_create``'s
+    ``reference``: a unit's own image, else (as the extension does) the init picture; None
+    without either unit. Both read one picture, so two different ones are refused."""
+    given = [(slot, _unit_image(units[slot])) for slot in GARMENT_UNITS if slot in units]
+    if not given:
+        return None
+    images = {image for _, image in given if image}
+    if len(images) > 1:
+        raise _refused(UNITS_FIELD, "the reference and IP-Adapter units must read one picture")
+    slot, image = next(((slot, image) for slot, image in given if image), given[0])
+    if not image:
+        return {"image": None}
+    if not isinstance(image, str):
+        raise _refused(f"{UNITS_FIELD}.{slot}.image", "must be a base64-encoded picture")
+    return {"image": decode_base64_upload(image, f"{UNITS_FIELD}.{slot}.image")}
+
+
 def _control_inputs(units: dict[str, dict]) -> dict[str, dict]:
-    """img2img's units as ``intake.inpaint_job_create``'s ``controls``."""
+    """img2img's ControlNet units as ``intake.inpaint_job_create``'s ``controls``."""
     controls = {}
     for slot, unit in units.items():
+        if slot in GARMENT_UNITS:
+            continue
         field = f"{UNITS_FIELD}.{slot}"
-        image = unit.get("image") or unit.get("input_image")
-        if isinstance(image, dict):  # {"image": …, "mask": …} in newer extension versions
-            image = image.get("image")
+        image = _unit_image(unit)
         controls[slot] = {
             "module": unit.get("module") or "none",  # text: _units checked it
             "image": decode_base64_upload(image, f"{field}.image") if image else None,
@@ -343,13 +370,10 @@ def img2img(request):
     if not images or not images[0]:
         raise _refused("init_images", "give one base64-encoded picture")
     units = _units(payload)
-    if any(slot in units for slot in GARMENT_UNITS):
-        raise _refused(
-            UNITS_FIELD,
-            "reference and IP-Adapter units read a garment's picture: use them on txt2img "
-            "model shots, where the garment is the reference",
-        )
     params = _params_from_payload(payload, units)
+    for slot in GARMENT_UNITS:
+        if slot not in units:
+            params[slot] = {"weight": 0.0}  # as in the WebUI: only the units given steer
     params["batch_size"] = _count(payload)
     only_masked = _flag(payload.get("inpaint_full_res"), "inpaint_full_res")
     if only_masked is not None:
@@ -363,6 +387,7 @@ def img2img(request):
             mask=decode_base64_upload(mask, "mask") if mask else None,
             invert_mask=bool(invert),
             controls=_control_inputs(units),
+            reference=_reference_input(units),
             params=params,
         )
     except intake.TooManyActiveJobs as error:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pipelines import generate, selection
@@ -98,10 +99,43 @@ def test_the_second_pass_paints_at_the_hires_size_and_pastes_back_at_the_picture
     assert np.abs(np.asarray(hires.image, int) - np.asarray(plain.image, int)).mean() > 0.5
 
 
+def test_a_latent_upscaler_enlarges_the_first_pass_latents_not_its_pixels(generator, monkeypatch):
+    decoded, interpolated = [], []
+    vae_decode = generator.pipe.vae.decode
+    monkeypatch.setattr(
+        generator.pipe.vae,
+        "decode",
+        lambda latents, **kw: (
+            decoded.append(tuple(latents.shape[-2:])) or vae_decode(latents, **kw)
+        ),
+    )
+    resize = torch.nn.functional.interpolate
+
+    def interpolate(tensor, **kw):
+        if tensor.shape[1] == 4:  # latents (the pipeline also resizes its 1-channel mask)
+            found = (tuple(tensor.shape[-2:]), kw["size"], kw.get("mode"), kw.get("antialias"))
+            interpolated.append(found)
+        return resize(tensor, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "interpolate", interpolate)
+    lanczos, _, _ = _pass(generator, enable_hr=True)
+    assert decoded == [(12, 8), (24, 16)] and interpolated == []  # each pass decodes its own
+    decoded.clear()
+    latent, latents, _ = _pass(
+        generator, enable_hr=True, hr_upscaler="Latent (bicubic antialiased)"
+    )
+    # The first pass is never decoded at its size: its latents are enlarged, then decoded once
+    # for the second pass to start from.
+    assert interpolated == [((12, 8), (24, 16), "bicubic", True)]
+    assert decoded == [(24, 16), (24, 16)] and set(latents) == {(12, 8), (24, 16)}
+    assert latent.processed.size == (128, 192)
+    assert np.abs(np.asarray(latent.image, int) - np.asarray(lanczos.image, int)).mean() > 0.5
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"hr_upscaler": "Latent"}, "latent upscalers are not available"),
+        ({"hr_upscaler": "R-ESRGAN 4x+"}, "model upscalers such as ESRGAN are not available"),
         ({"hr_scale": 5}, "hr_scale: must be from 1.0 to 4.0"),
         ({"hr_denoising_strength": 0}, "hr_denoising_strength: must be above 0.0"),
         ({"enable_hr": "yes"}, "enable_hr: must be true or false"),

@@ -86,6 +86,28 @@ def test_client_control_inputs_become_maps_and_steer(picture, mask, models):
     assert "Module: none" in fields["ControlNet 1"]
 
 
+def test_a_reference_picture_steers_an_inpaint_through_its_units(
+    picture, mask, models, ip_kit, tee
+):
+    from dataclasses import replace
+
+    from pipelines.samples import draw_product_shot
+
+    shot = draw_product_shot("tshirt", size=(192, 256)).image
+    plain = _request(picture, mask, denoising_strength=1.0)
+    without = run(plain, models_dir=models).images[0]
+    steered = run(replace(plain, reference_picture=shot), models_dir=models).images[0]
+    assert not np.array_equal(_pixels(without.image), _pixels(steered.image))
+    assert "ControlNet 2" not in parse_infotext(without.infotext)
+    assert "Module: reference_only" in parse_infotext(steered.infotext)["ControlNet 2"]
+    # With an IP-Adapter installed, it reads the same picture.
+    adapted = run(replace(plain, reference_picture=shot), models_dir=ip_kit).images[0]
+    assert "Module: ip-adapter_clip" in parse_infotext(adapted.infotext)["ControlNet 3"]
+    assert "ControlNet 3" not in parse_infotext(run(plain, models_dir=ip_kit).images[0].infotext)
+    with pytest.raises(InvalidInputError, match="reference_picture"):  # garments steer there
+        run(TryOnRequest("model_shot", (tee,), reference_picture=shot), models_dir=models)
+
+
 def test_no_mask_repaints_the_whole_picture(picture, models):
     output = run(_request(picture, None, denoising_strength=1.0), models_dir=models)
     assert np.asarray(output.maps["mask"]).min() == 255

@@ -11,6 +11,7 @@ from skimage import data
 
 from catalog.models import Garment
 from pipelines.infotext import parse_infotext
+from pipelines.samples import draw_product_shot
 from tests.conftest import png_base64
 from tests.factories import GarmentFactory, TryOnJobFactory
 from tryon import deletion, housekeeping, intake
@@ -103,9 +104,11 @@ def test_txt2img_with_enable_hr_is_twice_the_size_and_its_strength_is_the_hires_
     fields = parse_infotext(json.loads(body["info"])["infotexts"][0])
     assert fields["Hires upscale"] == "2" and fields["Hires steps"] == "3"
     assert fields["Denoising strength"] == "0.3"  # the WebUI's txt2img: the hires pass's
-    # A latent upscaler is refused by name, as one this engine does not have.
-    latent = webui.post("/sdapi/v1/txt2img", {**payload, "hr_upscaler": "Latent"}, format="json")
-    assert latent.status_code == 400 and latent.json()["field"] == "hr_upscaler"
+    # A model upscaler is refused by name, as one this engine does not have.
+    model = webui.post(
+        "/sdapi/v1/txt2img", {**payload, "hr_upscaler": "4x-UltraSharp"}, format="json"
+    )
+    assert model.status_code == 400 and model.json()["field"] == "hr_upscaler"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -399,6 +402,37 @@ def test_img2img_without_units_or_mask_repaints_all_unguided(webui, tiny_models_
     assert "Weight: 0.0" in fields["ControlNet 0"] and "Weight: 0.0" in fields["ControlNet 1"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_img2img_reference_units_read_their_own_picture_or_the_init_one(
+    webui, init_and_mask, tiny_models_dir, settings
+):
+    settings.TRYON_ENGINE = "tiny"
+    settings.JOB_DEADLINE = 60
+    picture, mask = init_and_mask
+    shot = draw_product_shot("tshirt", size=(192, 256)).image
+    unit = {"enabled": True, "module": "reference_adain", "weight": 0.7, "threshold_a": 0.3}
+    payload = {
+        "init_images": [png_base64(picture)], "mask": png_base64(mask), "steps": 1,
+        "width": 64, "height": 64, "seed": 5,
+        "alwayson_scripts": {"ControlNet": {"args": [{**unit, "image": png_base64(shot)}]}},
+    }  # fmt: skip
+
+    def reference_unit() -> str:
+        response = webui.post("/sdapi/v1/img2img", payload, format="json")
+        assert response.status_code == 200, response.content
+        return parse_infotext(json.loads(response.json()["info"])["infotexts"][0])["ControlNet 2"]
+
+    assert "Module: reference_adain" in reference_unit()
+    job = TryOnJob.objects.get()
+    assert job.reference_input and "reference" in job.controls
+    assert job.params["ip_adapter"]["weight"] == 0.0  # no IP-Adapter unit: off, as in the WebUI
+    # Without its own image, the unit reads the init picture: nothing more is stored.
+    payload["alwayson_scripts"]["ControlNet"]["args"] = [unit]
+    assert "Weight: 0.7" in reference_unit()
+    job = TryOnJob.objects.latest("created_at")
+    assert not job.reference_input and "reference" in job.controls
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -417,8 +451,19 @@ def test_img2img_without_units_or_mask_repaints_all_unguided(webui, tiny_models_
         ),
         ({"units": [{"module": "canny", "threshold_a": 300}]}, "controlnet.canny.threshold_a"),
         ({"units": [{"module": "canny", "weight": 5}]}, "controlnet.1.weight"),
-        ({"units": [{"module": "reference_only"}]}, "alwayson_scripts.ControlNet.args"),
-        ({"units": [{"module": "ip-adapter_clip_h"}]}, "alwayson_scripts.ControlNet.args"),
+        (
+            {
+                "units": [
+                    {"module": "reference_only", "image": "a"},
+                    {"module": "ip-adapter_clip_h", "image": "b"},
+                ]
+            },
+            "alwayson_scripts.ControlNet.args",
+        ),
+        (
+            {"units": [{"module": "reference_only", "image": "???"}]},
+            "alwayson_scripts.ControlNet.args.reference.image",
+        ),
         ({"steps": 0}, "steps"),
         ({"n_iter": 5, "batch_size": 2}, "n_iter"),
         ({"prompt": "x" * 1001}, "prompt"),
@@ -456,16 +501,18 @@ def test_inpaint_inputs_are_private_and_go_with_the_job(
         image=upload(picture),
         mask=upload(mask),
         controls={"canny": {"module": "none", "image": upload(picture)}},
+        reference={"image": upload(mask)},
     )
     assert {f.name.split("/")[0] for f in job.stored_files()} == {"photos", "masks", "controls"}
+    assert job.reference_input and len(job.stored_files()) == 4
     for stored in job.stored_files():
         with pytest.raises(ValueError):
             _ = stored.url  # private storage has no public URL
     copy = intake.tryon_job_rerun(job=job, new_seed=True)
-    assert copy.controls == job.controls and len(copy.stored_files()) == 3
+    assert copy.controls == job.controls and len(copy.stored_files()) == 4
     with django_capture_on_commit_callbacks(execute=True):
         deletion.tryon_job_delete(job=job)
-    assert len(_stored(settings)) == 3  # the copy's own files stay
+    assert len(_stored(settings)) == 4  # the copy's own files stay
     with django_capture_on_commit_callbacks(execute=True):
         deletion.tryon_job_delete(job=copy)
     assert _stored(settings) == []
