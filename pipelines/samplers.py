@@ -372,3 +372,31 @@ def webui_sampler_names() -> list[str]:
 def sampler_aliases(name: str) -> tuple[str, ...]:
     """The WebUI's internal aliases of sampler ``name`` ("k_dpmpp_2m", ...)."""
     return _BASE_SAMPLERS[name].aliases
+
+
+# The WebUI's ``/sdapi/v1/schedulers`` fields of each schedule type offered here (its
+# sd_schedulers.py: internal name, rho and whether k-diffusion needs the inner model).
+_SCHEDULER_LISTING = {
+    AUTOMATIC: ("automatic", None, -1.0, False),
+    "Uniform": ("uniform", None, -1.0, True),
+    "Karras": ("karras", None, 7.0, False),
+    "Exponential": ("exponential", None, -1.0, False),
+    "SGM Uniform": ("sgm_uniform", ["SGMUniform"], -1.0, True),
+    "Beta": ("beta", None, -1.0, True),
+}
+
+
+def webui_schedulers() -> list[dict[str, Any]]:
+    """The schedule types as the WebUI >= 1.9 lists them: name, label, aliases, default_rho,
+    need_inner_model."""
+    return [
+        {
+            "name": name,
+            "label": label,
+            "aliases": aliases,
+            "default_rho": rho,
+            "need_inner_model": inner,
+        }
+        for label, (name, aliases, rho, inner) in _SCHEDULER_LISTING.items()
+        if label in SCHEDULE_TYPES
+    ]

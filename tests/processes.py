@@ -21,3 +21,16 @@ def run_python(code: str, *, unset=("DJANGO_",), **env) -> subprocess.CompletedP
         text=True,
         timeout=120,
     )
+
+
+def own_files_env(folder: Path) -> dict[str, str]:
+    """Settings that keep a started site's state in ``folder``: its SQLite database, Celery
+    broker and results, cache and media, as ``make run``'s embedded defaults are, elsewhere."""
+    return {
+        "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": f"sqla+sqlite:///{folder / 'broker.sqlite3'}",
+        "CELERY_RESULT_BACKEND": f"db+sqlite:///{folder / 'results.sqlite3'}",
+        "CACHE_URL": f"filecache://{folder / 'cache'}",
+        "MEDIA_ROOT": str(folder / "media"),
+        "PRIVATE_MEDIA_ROOT": str(folder / "private"),
+    }

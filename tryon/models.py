@@ -239,3 +239,26 @@ class PhotoAccess(models.Model):
 
     def __str__(self):
         return f"{self.user} viewed {self.what} of job {self.job_ref} at {self.accessed_at}"
+
+
+class ClientOptions(models.Model):
+    """A WebUI API client's own options (``/sdapi/v1/options``), kept per API token.
+
+    The WebUI's options are global; a shop serves many clients, so one client's choice of
+    checkpoint, VAE or clip skip is only that token's default for its later requests. A new
+    token starts afresh (these go with the old one).
+    """
+
+    token = models.OneToOneField(
+        "authtoken.Token", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    sd_model_checkpoint = models.CharField(max_length=300, blank=True)  # "": the default
+    sd_vae = models.CharField(max_length=300, default="Automatic")
+    clip_skip = models.PositiveSmallIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "client options"
+
+    def __str__(self):
+        return f"WebUI options of {self.token.user}"

@@ -2,7 +2,8 @@
 
 Field names and response shapes follow the WebUI's ``modules/api/models.py`` and the ControlNet
 extension's ``/controlnet/model_list``, so editor plugins, bots and batch scripts work unchanged.
-A token is required (``Authorization: Token …``). ``txt2img`` makes a model shot: the garment,
+A token is required: as the password of HTTP Basic (with the username), as WebUI clients
+log in, or as ``Authorization: Token …``. ``txt2img`` makes a model shot: the garment,
 pose and scene come in ``alwayson_scripts["try-on"]["args"][0]``, since a WebUI payload has no
 place for them. ``img2img`` inpaints the client's own picture with its mask and ControlNet units
 (an ``openpose*`` or ``canny`` preprocessor, or ``none`` with a map and an OpenPose or Canny
@@ -47,6 +48,8 @@ from pipelines.params import CONTROL_NAMES, REFERENCE_MODULES
 from pipelines.request import CANNY_THRESHOLDS, control_slot
 
 from . import deletion, intake, selectors
+from .api_auth import TokenBasicAuthentication
+from .client_options import AUTOMATIC_VAE, client_defaults
 from .models import TryOnJob
 
 # The WebUI names of our parameters; everything else in a payload is accepted and ignored, as
@@ -70,11 +73,13 @@ POLL_SECONDS = 0.25
 
 
 def sdapi(methods):
-    """A WebUI endpoint: token authentication, signed-in users only."""
+    """A WebUI endpoint: HTTP Basic with an API token as the password (as WebUI clients log
+    in), or the ``Authorization: Token …`` header; signed-in users only. Basic comes first, so
+    a missing or wrong credential gets 401 with ``WWW-Authenticate: Basic``."""
 
     def decorate(view):
         view = permission_classes([permissions.IsAuthenticated])(view)
-        view = authentication_classes([TokenAuthentication])(view)
+        view = authentication_classes([TokenBasicAuthentication, TokenAuthentication])(view)
         # The WebUI speaks JSON only; a form's values would all be text (415 instead).
         view = parser_classes([JSONParser])(view)
         # The WebUI documents these shapes; our OpenAPI schema describes our own API only.
@@ -160,15 +165,29 @@ def _script_args(payload: dict, script: str) -> list:
     return _list(_object(scripts.get(script), field).get("args"), f"{field}.args")
 
 
-def _params_from_payload(payload: dict, units: dict[str, dict]) -> dict:
-    """Our parameters from a WebUI payload and its ControlNet ``units`` (by slot).
+# The WebUI's override_settings keys we honour, by our parameter's name.
+OVERRIDES = {
+    "checkpoint": "sd_model_checkpoint",
+    "vae": "sd_vae",
+    "clip_skip": "CLIP_stop_at_last_layers",
+}
+
+
+def _params_from_payload(request, payload: dict, units: dict[str, dict]) -> dict:
+    """Our parameters from a WebUI payload and its ControlNet ``units`` (by slot), on top of
+    the calling token's options (``client_options``), which ``override_settings`` overrides.
 
     Their values are checked by ``services`` (``pipelines.params``), which names each field.
     """
-    params = {name: payload[name] for name in PARAMS if payload.get(name) is not None}
+    params = client_defaults(request)
+    params |= {name: payload[name] for name in PARAMS if payload.get(name) is not None}
     overrides = _object(payload.get("override_settings"), "override_settings")
-    if overrides.get("clip_skip") is not None:
-        params["clip_skip"] = overrides["clip_skip"]
+    for ours, theirs in OVERRIDES.items():
+        for key in (theirs, ours):  # "clip_skip" too, as earlier clients sent it
+            if overrides.get(key) is not None:
+                params[ours] = overrides[key]
+    if params.get("vae") in AUTOMATIC_VAE:
+        params.pop("vae")
     if any(slot in units for slot in CONTROL_NAMES):
         # A slot without a unit keeps its default (txt2img) or gets weight 0 (img2img).
         params["controlnet"] = [
@@ -285,8 +304,10 @@ def _wait(job: TryOnJob) -> TryOnJob:
 
 def _images_response(payload: dict, jobs: list[TryOnJob]) -> Response:
     images, infotexts, seeds = [], [], []
+    jobs = [_wait(job) for job in jobs]
     for job in jobs:
-        job = _wait(job)
+        if job.status == TryOnJob.Status.CANCELLED:
+            continue  # interrupted: as the WebUI, answer with what was finished (see notices)
         if job.status != TryOnJob.Status.SUCCEEDED:
             body = {
                 "error": job.error_type or job.status,
@@ -306,7 +327,8 @@ def _images_response(payload: dict, jobs: list[TryOnJob]) -> Response:
         "infotexts": infotexts,
         "job_ids": [str(job.pk) for job in jobs],
         # Not the WebUI's: why fewer pictures came back than were asked for, if they did.
-        "notices": [job.notice for job in jobs if job.notice],
+        "notices": [job.notice for job in jobs if job.notice]
+        + [f"job {job.pk} was interrupted" for job in jobs if job.status == job.Status.CANCELLED],
     }
     return Response({"images": images, "parameters": payload, "info": json.dumps(info)})
 
@@ -347,7 +369,7 @@ def txt2img(request):
     payload = _payload(request)
     choice = _model_shot_choice(payload)
     garment = _garment(choice.pop("garment"), request.user)
-    params = _params_from_payload(payload, _units(payload))
+    params = _params_from_payload(request, payload, _units(payload))
     # The WebUI's txt2img: no hires pass unless enable_hr, whose strength is then
     # denoising_strength (the first pass paints from nothing).
     params["enable_hr"] = params.get("enable_hr", False)
@@ -370,7 +392,7 @@ def img2img(request):
     if not images or not images[0]:
         raise _refused("init_images", "give one base64-encoded picture")
     units = _units(payload)
-    params = _params_from_payload(payload, units)
+    params = _params_from_payload(request, payload, units)
     for slot in GARMENT_UNITS:
         if slot not in units:
             params[slot] = {"weight": 0.0}  # as in the WebUI: only the units given steer
@@ -476,50 +498,6 @@ def samplers(request):
             for name in webui_sampler_names()
         ]
     )
-
-
-def _entries(kind: str):
-    from pipelines.registry import scan_models
-
-    return [entry for entry in scan_models(settings.MODELS_DIR) if entry.kind == kind]
-
-
-def _shown_path(entry) -> str:
-    """The model's path below MODELS_DIR: clients only show it, and the server's layout is no
-    one else's business."""
-    return entry.path.relative_to(entry.models_dir).as_posix()
-
-
-@sdapi(["GET"])
-def sd_models(request):
-    return Response(
-        [
-            {
-                "title": e.filename,
-                "model_name": e.name,
-                "hash": None,
-                "sha256": None,
-                "filename": _shown_path(e),
-                "config": None,
-            }
-            for e in _entries("checkpoints")
-        ]
-    )
-
-
-@sdapi(["GET"])
-def loras(request):
-    return Response(
-        [
-            {"name": e.name, "alias": e.name, "path": _shown_path(e), "metadata": {}}
-            for e in _entries("loras")
-        ]
-    )
-
-
-@sdapi(["GET"])
-def controlnet_model_list(request):
-    return Response({"model_list": [e.name for e in _entries("controlnet")]})
 
 
 @sdapi(["POST"])

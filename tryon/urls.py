@@ -8,7 +8,7 @@ from rest_framework.routers import DefaultRouter
 from catalog.api import GarmentViewSet
 from catalog.urls import merchant_urlpatterns as garment_urlpatterns
 
-from . import admin_models, api, merchant_views, sdapi, views
+from . import admin_models, api, merchant_views, sdapi, sdapi_info, views
 
 shopper_urlpatterns = (
     [
@@ -95,17 +95,41 @@ sdapi_urlpatterns = [
     path("img2img", sdapi.img2img),
     path("progress", sdapi.progress),
     path("interrupt", sdapi.interrupt),
-    path("samplers", sdapi.samplers),
-    path("sd-models", sdapi.sd_models),
-    path("loras", sdapi.loras),
     path("png-info", sdapi.png_info),
+    path("samplers", sdapi.samplers),
+    path("schedulers", sdapi_info.schedulers),
+    path("upscalers", sdapi_info.upscalers),
+    path("latent-upscale-modes", sdapi_info.latent_upscale_modes),
+    path("sd-models", sdapi_info.sd_models),
+    path("sd-vae", sdapi_info.sd_vae),
+    path("loras", sdapi_info.loras),
+    path("embeddings", sdapi_info.embeddings),
+    path("options", sdapi_info.options),
+    path("scripts", sdapi_info.scripts),
+    path("memory", sdapi_info.memory),
+    path("cmd-flags", sdapi_info.cmd_flags),
+    path("extensions", sdapi_info.extensions),
+    path("refresh-checkpoints", sdapi_info.refresh),
+    path("refresh-loras", sdapi_info.refresh),
+    path("refresh-vae", sdapi_info.refresh),
+    path("refresh-embeddings", sdapi_info.refresh),
+    # Anything else answers FastAPI's JSON 404, as the WebUI does, never an HTML page.
+    re_path(r"^(?P<path>.*)$", sdapi_info.not_found),
+]
+
+# The ControlNet extension's own paths, which WebUI clients call as they are.
+controlnet_urlpatterns = [
+    path("model_list", sdapi_info.controlnet_model_list),
+    path("module_list", sdapi_info.controlnet_module_list),
+    path("version", sdapi_info.controlnet_version),
+    path("settings", sdapi_info.controlnet_settings),
+    re_path(r"^(?P<path>.*)$", sdapi_info.not_found),
 ]
 
 urlpatterns = [
     path("api/", include(api_urlpatterns)),
     path("sdapi/v1/", include(sdapi_urlpatterns)),
-    # The ControlNet extension's own path, which WebUI clients call as is.
-    path("controlnet/model_list", sdapi.controlnet_model_list),
+    path("controlnet/", include(controlnet_urlpatterns)),
     path("tryon/", include(shopper_urlpatterns)),
     path("", include("catalog.urls")),
     path("merchant/", include(merchant_urlpatterns)),

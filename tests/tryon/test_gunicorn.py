@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import own_files_env
+
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "shop.example.com"
 PROXIED = {"Host": HOST, "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
@@ -31,13 +33,8 @@ def _production_environment(work: Path, port: int) -> dict[str, str]:
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": "test-" + "k9Z" * 20,
         "DJANGO_ALLOWED_HOSTS": HOST,
-        "DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}",
-        "CELERY_BROKER_URL": f"sqla+sqlite:///{work / 'broker.sqlite3'}",
-        "CELERY_RESULT_BACKEND": f"db+sqlite:///{work / 'results.sqlite3'}",
-        "CACHE_URL": f"filecache://{work / 'cache'}",
+        **own_files_env(work),
         "STATIC_ROOT": str(work / "static"),
-        "MEDIA_ROOT": str(work / "media"),
-        "PRIVATE_MEDIA_ROOT": str(work / "private"),
         "MODELS_DIR": str(work / "models"),
         "WEB_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
