@@ -7,7 +7,10 @@ Random-weight files of the released sizes and key layouts (tests/model_files.py)
 fp16, into a temporary MODELS_DIR under the names people have them —
 ``checkpoints/sd15-inpainting.safetensors`` and ``checkpoints/sd15.safetensors`` (CompVis
 layout, 9 and 4 UNet channels), ``controlnet/control_v11p_sd15_openpose.pth`` and
-``…_canny.pth`` (lllyasviel's pickles), ``vae/vae-ft-mse-840000-ema-pruned.safetensors`` — with
+``…_canny.pth`` (lllyasviel's pickles), ``vae/vae-ft-mse-840000-ema-pruned.safetensors``,
+``ipadapter/ip-adapter_sd15.safetensors`` and ``clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K``
+``.safetensors`` (so ``tryon`` runs with the IP-Adapter, ``tryon_without_ip_adapter`` at
+weight 0) — with
 no ``.config`` folders: the architecture comes from the keys, the configs from
 ``pipelines/configs``, the tokenizer from ``pipelines.clip_tokenizer``. Then the CLI's
 ``tryon`` and ``modelshot`` run one step at 256 × 256 on them, as a user would. Random weights
@@ -63,7 +66,23 @@ def _write_models(models: Path) -> dict[str, float]:
     vae = models / "vae" / "vae-ft-mse-840000-ema-pruned.safetensors"
     mf.write_vae(vae, mf.sd15_configs()["vae_config"], dtype=torch.float16)
     spent["vae"] = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
+    _write_ip_adapter(models, unet_config)
+    spent["ip_adapter"] = round(time.perf_counter() - started, 1)
     return spent
+
+
+def _write_ip_adapter(models: Path, unet_config: dict) -> None:
+    """h94's ip-adapter_sd15 (plain, 1024-wide image embeddings) and the ViT-H encoder it
+    reads, under ComfyUI's names, at their released sizes."""
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):  # only its layers' names and widths are needed
+        unet = UNet2DConditionModel.from_config(unet_config)
+    adapter = models / "ipadapter" / "ip-adapter_sd15.safetensors"
+    mf.write_ip_adapter(adapter, unet, image_embeds=mf.VIT_H["projection"])
+    encoder = models / "clip_vision" / "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
+    mf.write_clip_vision(encoder, **mf.VIT_H)
 
 
 def _write_sdxl_models(models: Path) -> dict[str, float]:
@@ -94,6 +113,14 @@ def _runs(models: Path, work: Path, size: int, extra_common: list[str]) -> dict:
     common += ["--width", str(size), "--height", str(size), "--hires-scale", "1", *extra_common]
     named = {path.stem for path in (models / "checkpoints").iterdir()}
     plans = [("tryon", ["tryon", "--person", str(work / "astronaut.png")], [])]
+    if (models / "ipadapter").is_dir():
+        plans.append(
+            (
+                "tryon_without_ip_adapter",
+                ["tryon", "--person", str(work / "astronaut.png")],
+                ["--ip-adapter-weight", "0"],
+            )
+        )
     if "sd15" in named:
         plans.append(
             (

@@ -708,22 +708,36 @@ def _prefixed(prefix: str, state: Mapping[str, torch.Tensor]) -> StateDict:
     return {prefix + key: value for key, value in state.items()}
 
 
+# The CLIP vision tower h94's SD 1.5 IP-Adapters read (LAION's ViT-H/14, which ComfyUI keeps as
+# clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors).
+VIT_H = {"hidden": 1280, "intermediate": 5120, "projection": 1024, "layers": 32, "heads": 16}
+VIT_H |= {"image_size": 224, "patch_size": 14}
+
+
 def clip_vision_model(
-    *, hidden: int = 32, projection: int = 16, layers: int = 2, seed: int = 0
+    *,
+    hidden: int = 32,
+    projection: int = 16,
+    layers: int = 2,
+    intermediate: int | None = None,
+    heads: int | None = None,
+    image_size: int = 32,
+    patch_size: int = 8,
+    seed: int = 0,
 ) -> Any:
-    """A seeded ``CLIPVisionModelWithProjection``: 32 × 32 pictures in 8-pixel patches, GELU as
-    LAION's towers; one head per 64 channels (at least one), as ``pipelines.ip_adapter`` reads
-    a tower of unlisted width."""
+    """A seeded ``CLIPVisionModelWithProjection`` (GELU, as LAION's towers): by default tiny, 32
+    × 32 pictures in 8-pixel patches with one head per 64 channels (at least one), as
+    ``pipelines.ip_adapter`` reads a tower of unlisted width; ``**VIT_H`` for ViT-H's sizes."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     config = CLIPVisionConfig(
         hidden_size=hidden,
-        intermediate_size=hidden * 2 + 5,
+        intermediate_size=intermediate or hidden * 2 + 5,
         projection_dim=projection,
         num_hidden_layers=layers,
-        num_attention_heads=max(1, hidden // 64),
-        image_size=32,
-        patch_size=8,
+        num_attention_heads=heads or max(1, hidden // 64),
+        image_size=image_size,
+        patch_size=patch_size,
         hidden_act="gelu",
     )
     return _seeded(lambda: CLIPVisionModelWithProjection(config), seed)

@@ -252,3 +252,25 @@ def test_the_cli_uses_it_and_the_infotext_says_so(ip_kit, tmp_path):
     assert f"Model: {ADAPTER} [" in unit
     off = _modelshot(ip_kit, tmp_path, "off", "--ip-adapter-weight", "0")
     assert "ControlNet 3" not in off
+
+
+def test_vit_h_is_read_from_its_shapes_as_released():
+    """ComfyUI's CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors carries no config: every number
+    of it (16 heads, 224-pixel pictures in 14-pixel patches) comes from the shapes."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    released = CLIPVisionConfig(
+        hidden_size=1280,
+        intermediate_size=5120,
+        projection_dim=1024,
+        num_hidden_layers=32,
+        num_attention_heads=16,
+        image_size=224,
+        patch_size=14,
+        hidden_act="gelu",
+    )
+    with torch.device("meta"):
+        tower = CLIPVisionModelWithProjection(released)
+    found = encoder_config({name: tuple(t.shape) for name, t in tower.state_dict().items()})
+    for key, value in found.items():
+        assert getattr(released, key) == value, key
