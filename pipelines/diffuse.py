@@ -13,7 +13,7 @@ from PIL import Image
 
 from . import generate
 from .engines import engine_models_dir
-from .errors import GenerationError
+from .errors import GenerationError, is_out_of_memory
 from .infotext import format_infotext
 from .ip_adapter import ip_adapter_module
 from .params import CONTROL_NAMES, MAX_SEED
@@ -57,13 +57,13 @@ def paint(
     try:
         return attempt(runtime)
     except RuntimeError as error:
-        if not generate.is_out_of_memory(error) or runtime.offload:
+        if not is_out_of_memory(error) or runtime.offload:
             raise
     generate.free_gpu_memory()
     try:
         return attempt(replace(runtime, offload=True, vae_tiling=True))
     except RuntimeError as error:
-        if not generate.is_out_of_memory(error):
+        if not is_out_of_memory(error):
             raise
         raise GenerationError(
             "the GPU ran out of memory, even with model offloading; "

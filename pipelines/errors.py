@@ -29,3 +29,9 @@ class GenerationCancelled(PipelineError):
 class UntrustedModelError(PipelineError):
     """A model file is not allowed to load: not in the sha256 manifest, or changed since it was
     listed, or the process is set up so that loading it could run code from it."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the GPU running out of memory (torch's ``OutOfMemoryError`` is a
+    ``RuntimeError`` saying so, as are the other backends' and older torch's)."""
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()

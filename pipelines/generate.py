@@ -33,12 +33,13 @@ from .errors import (
     GenerationCancelled,
     GenerationError,
     InvalidInputError,
+    is_out_of_memory,
 )
 from .loading import load_pipeline, load_state_dict
 from .params import CONTROL_MODES, CONTROL_NAMES, LATENT_UPSCALE_MODES, GenerationParams
 from .prompt_encoding import check_prompt_length, encode_prompt_pair, encode_prompt_pair_xl
 from .prompts import check_prompt_characters, parse_prompt
-from .reference import attached, encode_reference, reference_picture
+from .reference import attached, encode_reference, reference_picture, vae_upcast
 from .registry import ModelEntry, model_hash, resolve_model, scan_models
 from .request import RuntimeConfig
 from .samplers import make_scheduler
@@ -274,11 +275,9 @@ class Generator:
         pipe.register_modules(controlnet=ControlModeNets(list(nets)))
         pipe.set_progress_bar_config(disable=True)
         # Before offloading is set up, so that the encoder is offloaded with the rest.
-        self._ip_saved = None
-        if models.ip_adapter is not None:
-            self._ip_saved = ip_adapter.attach(
-                pipe, models.ip_adapter, dtype=self.dtype, manifest=runtime.manifest
-            )
+        self._ip_attached = models.ip_adapter is not None
+        if self._ip_attached:
+            ip_adapter.attach(pipe, models.ip_adapter, dtype=self.dtype, manifest=runtime.manifest)
         self.pipe = pipe
         try:
             self._place(runtime)
@@ -318,7 +317,7 @@ class Generator:
     @property
     def uses_ip_adapter(self) -> bool:
         """Whether an IP-Adapter is loaded: every ``paint`` then needs the garment's picture."""
-        return self._ip_saved is not None
+        return self._ip_attached
 
     def garment_picture(self, cutout: Image.Image | None) -> Image.Image | None:
         """The garment's cut-out (RGBA) as the IP-Adapter's encoder reads it: square, at its
@@ -330,9 +329,9 @@ class Generator:
 
     def close(self) -> None:
         """Take the IP-Adapter back out of the cached UNet; call once the run is over."""
-        if self._ip_saved is not None:
-            ip_adapter.detach(self.pipe, self._ip_saved)
-            self._ip_saved = None
+        if self._ip_attached:
+            self.pipe.unload_ip_adapter()
+            self._ip_attached = False
 
     def hashes(self) -> dict[str, str]:
         """WebUI short hashes of the checkpoint, the ControlNets, the VAE and the IP-Adapter."""
@@ -470,7 +469,7 @@ class Generator:
 
         With a ``reference`` picture (the garment's) and ``params.reference`` enabled, the
         reference unit steers the pass (``pipelines.reference``); with an IP-Adapter loaded,
-        the ``garment`` picture (square, see ``ip_adapter_picture``) feeds it."""
+        the ``garment`` picture (square, see ``garment_picture``) feeds it."""
         pipe = self.pipe
         pipe.scheduler = make_scheduler(params.sampler, pipe.scheduler.config)
         embeddings = self._embeddings(prompt, negative_prompt, params.clip_skip)
@@ -541,17 +540,9 @@ class Generator:
             latents, size=(size[1] // factor, size[0] // factor), mode=mode, antialias=antialias
         )
         vae = self.pipe.vae
-        # An fp16 SDXL VAE overflows unless upcast, as diffusers' pipelines do.
-        upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
-        decoder = vae.to(torch.float32) if upcast else vae
-        try:
-            with torch.no_grad():
-                pixels = decoder.decode(
-                    scaled.to(decoder.dtype) / vae.config.scaling_factor, return_dict=False
-                )[0]
-        finally:
-            if upcast:
-                vae.to(torch.float16)
+        with torch.no_grad(), vae_upcast(vae):
+            latents = scaled.to(vae.dtype) / vae.config.scaling_factor
+            pixels = vae.decode(latents, return_dict=False)[0]
         return self.pipe.image_processor.postprocess(pixels, output_type="pil")[0]
 
 
@@ -679,13 +670,6 @@ def schedule_steps(steps: int, strength: float) -> int:
     ``int(steps × strength)`` of it, which is none for ``--steps 1`` at 0.75. The WebUI still
     runs one step there; a schedule long enough for one does the same."""
     return max(steps, math.ceil(1 / strength)) if strength > 0 else steps
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is the GPU running out of memory."""
-    return isinstance(error, torch.cuda.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
-    )
 
 
 def free_gpu_memory() -> None:

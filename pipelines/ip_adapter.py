@@ -26,7 +26,7 @@ from typing import Any
 
 from .architectures import FAMILY_NAMES, Architecture, detect, tensor_shapes
 from .cache import cached_model
-from .errors import InvalidInputError, PipelineError
+from .errors import InvalidInputError, PipelineError, is_out_of_memory
 from .registry import (
     CONFIG_DIR_SUFFIX,
     ModelEntry,
@@ -232,18 +232,17 @@ def _load_adapter(entry: ModelEntry, dtype: Any) -> dict[str, dict]:
     return parts
 
 
-def attach(pipe: Any, models: IPAdapterModels, *, dtype: Any, manifest: Any) -> Any:
+def attach(pipe: Any, models: IPAdapterModels, *, dtype: Any, manifest: Any) -> None:
     """Load ``models``' IP-Adapter into ``pipe``'s UNet, with its encoder and an image processor
-    of the encoder's size (the scale is set per call, ``set_ip_adapter_scale``); returns what
-    ``detach`` needs to put the pipeline back as it was (its UNet is cached and shared by later
-    runs). With a ``manifest``, both files must be listed."""
+    of the encoder's size (the scale is set per call, ``set_ip_adapter_scale``). The UNet is
+    cached and shared by later runs: ``pipe.unload_ip_adapter()`` takes it out again once the
+    run is over. With a ``manifest``, both files must be listed."""
     from transformers import CLIPImageProcessor
 
     for entry in (models.adapter, models.encoder):
         check_inside_models_dir(entry)
         require_listed(entry.path, manifest, models_dir=entry.models_dir)
     encoder = load_encoder(models.encoder, dtype)
-    saved = (pipe.image_encoder, pipe.feature_extractor)
     side = encoder.config.image_size
     pipe.register_modules(
         image_encoder=encoder, feature_extractor=CLIPImageProcessor(size=side, crop_size=side)
@@ -256,18 +255,15 @@ def attach(pipe: Any, models: IPAdapterModels, *, dtype: Any, manifest: Any) -> 
             image_encoder_folder=None,
         )
     except (RuntimeError, KeyError, ValueError) as error:
-        pipe.register_modules(image_encoder=saved[0], feature_extractor=saved[1])
+        # diffusers swaps the UNet's attention processors before it builds the image
+        # projection, so a failure there would leave the shared UNet half converted.
+        pipe.unload_ip_adapter()
+        if is_out_of_memory(error):
+            raise  # the caller retries with offloading
         raise InvalidInputError(
             "ip_adapter",
             f"{models.adapter.filename} does not fit this checkpoint's UNet: {error}",
         ) from None
-    return saved
-
-
-def detach(pipe: Any, saved: Any) -> None:
-    """Take the IP-Adapter out of ``pipe`` again (see ``attach``)."""
-    pipe.unload_ip_adapter()
-    pipe.register_modules(image_encoder=saved[0], feature_extractor=saved[1])
 
 
 def ip_adapter_module(models: IPAdapterModels) -> str:

@@ -139,20 +139,26 @@ class ReferenceInput:
     noise: torch.Tensor
 
 
+@contextmanager
+def vae_upcast(vae: Any) -> Iterator[Any]:
+    """``vae`` in float32 inside the block when it is an fp16 VAE that overflows in fp16
+    (SDXL's: ``force_upcast``), as diffusers' pipelines do; as it was afterwards."""
+    upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+    if upcast:
+        vae.to(torch.float32)
+    try:
+        yield vae
+    finally:
+        if upcast:
+            vae.to(torch.float16)
+
+
 def encode_reference(pipe, picture, size: tuple[int, int], seed: int) -> ReferenceInput:
     """``picture`` (a PIL image) at ``size`` through the pipeline's VAE, with seeded noise."""
     vae = pipe.vae
     pixels = pipe.image_processor.preprocess(picture, height=size[1], width=size[0])
-    upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
-    dtype = torch.float32 if upcast else vae.dtype
-    with torch.no_grad():
-        if upcast:
-            vae.to(torch.float32)
-        try:
-            encoded = vae.encode(pixels.to(vae.device, dtype)).latent_dist.mean
-        finally:
-            if upcast:
-                vae.to(torch.float16)
+    with torch.no_grad(), vae_upcast(vae):
+        encoded = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean
     latents = encoded * vae.config.scaling_factor
     noise = torch.randn(latents.shape, generator=torch.Generator("cpu").manual_seed(seed))
     return ReferenceInput(latents, noise.to(latents.device, latents.dtype))

@@ -1,5 +1,5 @@
 """What the tests of one diffusion pass on the tiny engine share: a small picture to inpaint,
-a drawn garment's cut-out, and how far two results are apart."""
+a drawn garment's cut-out, one pass painted from them, and how far two results are apart."""
 
 import numpy as np
 from PIL import Image
@@ -24,6 +24,24 @@ def garment_cutout(kind: str) -> Image.Image:
     cutout = shot.image.convert("RGBA")
     cutout.putalpha(shot.mask)
     return cutout
+
+
+def paint(generator, inputs, params, **pictures) -> np.ndarray:
+    """``generator.paint`` of ``inputs`` (``inpaint_inputs()``) at full strength, a fixed prompt
+    and ``params.seed``, with ``pictures`` (``reference=``, ``garment=``); its levels as int16."""
+    image, mask, controls = inputs
+    painted = generator.paint(
+        image=image,
+        mask=mask,
+        controls=controls,
+        prompt="a shirt",
+        negative_prompt="",
+        params=params,
+        strength=1.0,
+        seed=params.seed,
+        **pictures,
+    )
+    return np.asarray(painted, np.int16)
 
 
 def mean_difference(a: np.ndarray, b: np.ndarray) -> float:

@@ -29,9 +29,22 @@ def _modelshot(tiny_kit, tee, out, *extra):
     return Image.open(out / "result.png")
 
 
-def test_a_hires_model_shot_is_twice_the_size_with_the_garment_kept(tiny_kit, tee, tmp_path):
+def test_a_hires_model_shot_is_twice_the_size_with_the_garment_kept(
+    tiny_kit, tee, tmp_path, monkeypatch
+):
+    painted_sizes = []
+    paint = generate.Generator.paint
+
+    def recording(self, *args, **kwargs):
+        painted = paint(self, *args, **kwargs)
+        painted_sizes.append(painted.size)
+        return painted
+
+    monkeypatch.setattr(generate.Generator, "paint", recording)
     result = _modelshot(tiny_kit, tee, tmp_path / "hr", "--hires-scale", "2")
     assert result.size == (128, 192)
+    # Painted at the native size, then again at twice it (not only pasted into a bigger canvas).
+    assert painted_sizes == [(64, 96), (128, 192)]
     composite = Image.open(tmp_path / "hr" / "composite.png")
     mask = np.asarray(Image.open(tmp_path / "hr" / "mask.png"))
     assert composite.size == mask.shape[::-1] == (128, 192)
@@ -146,7 +159,7 @@ def test_bad_hires_parameters_are_refused_by_name(values, message):
         params_from_dict(values)
 
 
-def test_a_hires_size_beyond_the_limit_is_refused_before_any_work():
+def test_a_hires_size_beyond_the_limit_is_refused_naming_the_limit():
     params = GenerationParams(width=1600, height=2048, enable_hr=True, hr_scale=2.5)
     with pytest.raises(InvalidInputError, match="at most 4096 pixels a side"):
         params.hires_size()

@@ -24,7 +24,7 @@ from pipelines.request import RuntimeConfig
 from pipelines.samples import draw_product_shot
 from tests.conftest import IP_ADAPTER as ADAPTER
 from tests.model_files import clip_vision_model, write_clip_vision, write_ip_adapter
-from tests.pipelines.painting import SIZE, garment_cutout, inpaint_inputs, mean_difference
+from tests.pipelines.painting import SIZE, garment_cutout, inpaint_inputs, mean_difference, paint
 
 
 def _unet(kit):
@@ -157,24 +157,13 @@ def inputs():
 
 
 def _paint(kit, inputs, garment: str | None = "tshirt", **unit) -> np.ndarray:
-    image, mask, controls = inputs
     params = replace(_params(**unit), steps=3, seed=5)
     generator = generate.Generator(selection.select_models(kit, params), RuntimeConfig())
     try:
-        painted = generator.paint(
-            image=image,
-            mask=mask,
-            controls=controls,
-            prompt="a shirt",
-            negative_prompt="",
-            params=params,
-            strength=1.0,
-            seed=5,
-            garment=generator.garment_picture(garment_cutout(garment)) if garment else None,
-        )
+        picture = generator.garment_picture(garment_cutout(garment)) if garment else None
+        return paint(generator, inputs, params, garment=picture)
     finally:
         generator.close()
-    return np.asarray(painted, np.int16)
 
 
 def test_it_loads_through_load_ip_adapter_and_the_garment_steers(ip_kit, inputs, monkeypatch):
@@ -212,6 +201,22 @@ def test_the_cached_unet_is_given_back_without_it(ip_kit, inputs):
     assert not any("IPAdapter" in type(p).__name__ for p in unet.attn_processors.values())
     assert generator.pipe.image_encoder is None
     assert np.array_equal(before, _paint(ip_kit, inputs, weight=0.0))
+
+
+def test_an_adapter_failing_half_loaded_leaves_the_cached_unet_as_it_was(ip_kit, monkeypatch):
+    # diffusers swaps the attention processors, then builds the image projection: fail there.
+    def broken(self, *args, **kwargs):
+        raise KeyError("image_proj.proj.weight")
+
+    monkeypatch.setattr(UNet2DConditionModel, "_convert_ip_adapter_image_proj_to_diffusers", broken)
+    with pytest.raises(InvalidInputError, match="does not fit"):
+        generate.Generator(selection.select_models(ip_kit, _params()), RuntimeConfig())
+    monkeypatch.undo()
+    generator = generate.Generator(
+        selection.select_models(ip_kit, _params(), garment=False), RuntimeConfig()
+    )
+    unet = generator.pipe.unet
+    assert not any("IPAdapter" in type(p).__name__ for p in unet.attn_processors.values())
 
 
 def test_a_loaded_adapter_without_a_garment_picture_is_an_error(ip_kit, inputs):

@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pipelines import generate, selection
@@ -11,7 +12,13 @@ from pipelines.errors import InvalidInputError
 from pipelines.params import GenerationParams, ReferenceUnit, params_from_dict
 from pipelines.reference import reference_picture
 from pipelines.request import RuntimeConfig
-from tests.pipelines.painting import SIZE, garment_cutout, inpaint_inputs, mean_difference
+from tests.pipelines.painting import (
+    SIZE,
+    garment_cutout,
+    inpaint_inputs,
+    mean_difference,
+    paint,
+)
 
 STEPS = 4
 
@@ -32,22 +39,10 @@ def _garment(kind: str) -> Image.Image:
 
 
 def _paint(generator, inputs, reference=None, **unit) -> np.ndarray:
-    image, mask, controls = inputs
     params = GenerationParams(
         steps=STEPS, seed=5, width=SIZE[0], height=SIZE[1], reference=ReferenceUnit(**unit)
     )
-    painted = generator.paint(
-        image=image,
-        mask=mask,
-        controls=controls,
-        prompt="a shirt",
-        negative_prompt="",
-        params=params,
-        strength=1.0,
-        seed=5,
-        reference=reference,
-    )
-    return np.asarray(painted, np.int16)
+    return paint(generator, inputs, params, reference=reference)
 
 
 def test_the_reference_changes_the_pixels_and_the_garment_matters(generator, inputs):
@@ -118,3 +113,19 @@ def test_the_reference_unit_is_validated_and_read_from_json():
     with pytest.raises(InvalidInputError, match="unknown fields threshold_b"):
         params_from_dict({"reference": {"threshold_b": 1}})
     assert replace(read, reference=ReferenceUnit(weight=0)).reference.enabled is False
+
+
+def test_an_fp16_vae_that_must_be_upcast_runs_in_fp32_and_is_given_back_in_fp16():
+    from diffusers import AutoencoderKL
+
+    from pipelines.reference import vae_upcast
+    from tests.model_files import tiny_sdxl_configs
+
+    config = {**tiny_sdxl_configs()["vae_config"], "force_upcast": True}
+    vae = AutoencoderKL.from_config(config).to(torch.float16)
+    with vae_upcast(vae) as inside:
+        assert inside.dtype == torch.float32
+    assert vae.dtype == torch.float16
+    plain = AutoencoderKL.from_config({**config, "force_upcast": False}).to(torch.float16)
+    with vae_upcast(plain) as inside:
+        assert inside.dtype == torch.float16
