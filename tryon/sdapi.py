@@ -249,11 +249,14 @@ def _ip_adapter_unit(unit: dict) -> dict:
     return {key: value for key, value in found.items() if value not in (None, "", "None")}
 
 
-def _unit_image(unit: dict):
-    """A unit's picture as the client sent it (base64, or ``{"image": base64}``), or None."""
+def _unit_image(unit: dict, field: str) -> str | None:
+    """A unit's picture as the client sent it (base64, or ``{"image": base64}``), or None;
+    anything else is refused, naming ``field``."""
     image = unit.get("image") or unit.get("input_image")
     if isinstance(image, dict):  # {"image": …, "mask": …} in newer extension versions
         image = image.get("image")
+    if image and not isinstance(image, str):
+        raise _refused(f"{field}.image", "must be a base64-encoded picture")
     return image or None
 
 
@@ -261,17 +264,19 @@ def _reference_input(units: dict[str, dict]) -> dict | None:
     """img2img's reference and IP-Adapter units' picture as ``intake.inpaint_job_create``'s
     ``reference``: a unit's own image, else (as the extension does) the init picture; None
     without either unit. Both read one picture, so two different ones are refused."""
-    given = [(slot, _unit_image(units[slot])) for slot in GARMENT_UNITS if slot in units]
-    if not given:
+    slots = [slot for slot in GARMENT_UNITS if slot in units]
+    if not slots:
         return None
-    images = {image for _, image in given if image}
-    if len(images) > 1:
+    given = {
+        slot: image
+        for slot in slots
+        if (image := _unit_image(units[slot], f"{UNITS_FIELD}.{slot}")) is not None
+    }
+    if len(set(given.values())) > 1:
         raise _refused(UNITS_FIELD, "the reference and IP-Adapter units must read one picture")
-    slot, image = next(((slot, image) for slot, image in given if image), given[0])
-    if not image:
+    if not given:
         return {"image": None}
-    if not isinstance(image, str):
-        raise _refused(f"{UNITS_FIELD}.{slot}.image", "must be a base64-encoded picture")
+    slot, image = next(iter(given.items()))
     return {"image": decode_base64_upload(image, f"{UNITS_FIELD}.{slot}.image")}
 
 
@@ -282,7 +287,7 @@ def _control_inputs(units: dict[str, dict]) -> dict[str, dict]:
         if slot in GARMENT_UNITS:
             continue
         field = f"{UNITS_FIELD}.{slot}"
-        image = _unit_image(unit)
+        image = _unit_image(unit, field)
         controls[slot] = {
             "module": unit.get("module") or "none",  # text: _units checked it
             "image": decode_base64_upload(image, f"{field}.image") if image else None,
@@ -372,7 +377,7 @@ def txt2img(request):
     params = _params_from_payload(request, payload, _units(payload))
     # The WebUI's txt2img: no hires pass unless enable_hr, whose strength is then
     # denoising_strength (the first pass paints from nothing).
-    params["enable_hr"] = params.get("enable_hr", False)
+    params["enable_hr"] = bool(_flag(params.get("enable_hr"), "enable_hr"))
     if params["enable_hr"] is True and "denoising_strength" in params:
         params["hr_denoising_strength"] = params.pop("denoising_strength")
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework.response import Response
 
 from pipelines.engines import find_weights, resolve_engine
@@ -309,6 +310,7 @@ def controlnet_settings(request):
     return Response({"control_net_unit_count": 4})
 
 
+@csrf_exempt  # a client's POST to a path we lack gets the JSON 404, not Django's CSRF page
 def not_found(request, path=""):
     """Any other ``/sdapi/v1/…`` or ``/controlnet/…`` path: FastAPI's JSON 404 (``detail``),
     with our API's ``message`` beside it, never a page."""

@@ -92,7 +92,8 @@ def test_txt2img_with_enable_hr_is_twice_the_size_and_its_strength_is_the_hires_
     settings.TRYON_ENGINE = "tiny"
     settings.JOB_DEADLINE = 60
     payload = {
-        "steps": 2, "seed": 5, "width": 64, "height": 96, "enable_hr": True, "hr_scale": 2,
+        # enable_hr as 1, as WebUI clients may send it (the WebUI reads it as true).
+        "steps": 2, "seed": 5, "width": 64, "height": 96, "enable_hr": 1, "hr_scale": 2,
         "hr_upscaler": "Lanczos", "hr_second_pass_steps": 3, "denoising_strength": 0.3,
         "alwayson_scripts": {"try-on": {"args": [{"garment": analysed_garment.pk}]}},
     }  # fmt: skip
@@ -462,6 +463,14 @@ def test_img2img_reference_units_read_their_own_picture_or_the_init_one(
         (
             {"units": [{"module": "reference_only", "image": "???"}]},
             "alwayson_scripts.ControlNet.args.reference.image",
+        ),
+        (
+            {"units": [{"module": "reference_only", "image": [1]}]},
+            "alwayson_scripts.ControlNet.args.reference.image",
+        ),
+        (
+            {"units": [{"module": "ip-adapter_clip_h", "image": {"image": {"a": 1}}}]},
+            "alwayson_scripts.ControlNet.args.ip_adapter.image",
         ),
         ({"steps": 0}, "steps"),
         ({"n_iter": 5, "batch_size": 2}, "n_iter"),

@@ -5,6 +5,7 @@ import base64
 import json
 
 import pytest
+from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -159,6 +160,14 @@ def test_unknown_paths_answer_json_404(webui, client, path):
         assert response.status_code == 404
         assert response.json()["detail"] == "Not Found"
         assert response.json()["message"] == f"no such endpoint: {path}"
+
+
+@pytest.mark.django_db
+def test_a_post_to_an_unknown_path_is_a_json_404_not_a_csrf_page():
+    client = Client(enforce_csrf_checks=True)  # a WebUI client: no CSRF cookie or header
+    response = client.post("/sdapi/v1/no-such-thing", {})
+    assert response.status_code == 404
+    assert response.json()["detail"] == "Not Found"
 
 
 JSON_VALUES = st.recursive(
