@@ -182,12 +182,12 @@ def _control_inputs(job: TryOnJob) -> tuple:
     return tuple(inputs)
 
 
-def _reference_picture(job: TryOnJob):
+def _reference_picture(job: TryOnJob, init_picture):
     """The picture an inpaint's reference and IP-Adapter units read: its own, else the init
-    picture; None when it asked for neither."""
+    picture (already read); None when it asked for neither."""
     if "reference" not in job.controls:
         return None
-    return _stored_picture(job.reference_input) or _stored_picture(job.person_photo)
+    return _stored_picture(job.reference_input) or init_picture
 
 
 def _request(job: TryOnJob):
@@ -195,13 +195,14 @@ def _request(job: TryOnJob):
 
     inpaint = job.kind == TryOnJob.Kind.INPAINT
     garments = () if inpaint else (job.garment, *job.extra_garments.all())
+    person_photo = _stored_picture(job.person_photo)
     return TryOnRequest(
         mode=job.kind,
         garments=tuple(_garment_input(garment) for garment in garments),
-        person_photo=_stored_picture(job.person_photo),
+        person_photo=person_photo,
         mask=_stored_picture(job.mask, "L") if inpaint else None,
         controls=_control_inputs(job) if inpaint else (),
-        reference_picture=_reference_picture(job) if inpaint else None,
+        reference_picture=_reference_picture(job, person_photo) if inpaint else None,
         pose=job.pose or "front_standing",
         scene=job.scene,
         scene_text=job.scene_text,

@@ -62,8 +62,9 @@ PARAMS = (
 UNITS_FIELD = "alwayson_scripts.ControlNet.args"
 REFERENCE = "reference"  # the slot of a reference_* unit (the garment steers by its picture)
 IP_ADAPTER = "ip_adapter"  # the slot of an ip-adapter_* unit (the garment, through CLIP vision)
-# The units that read the garment's own picture: model shots (txt2img) only.
-GARMENT_UNITS = (REFERENCE, IP_ADAPTER)
+# The units that read a picture rather than a map: the garment's (txt2img), or in img2img
+# their own image or the init picture. The same slots as intake's.
+GARMENT_UNITS = intake.GARMENT_UNITS
 TRYON_FIELD = "alwayson_scripts.try-on.args.0"
 GARMENT_HINT = (
     'give {"try-on": {"args": [{"garment": <id of your garment>, "pose": …, "scene": …}]}}'

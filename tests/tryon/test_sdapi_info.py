@@ -49,6 +49,9 @@ def test_basic_auth_takes_the_username_and_an_api_token(merchant, token, client)
     header = APIClient()
     header.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     assert header.get("/sdapi/v1/options").status_code == 200  # the token header still works
+    merchant.is_active = False  # a deactivated account's token opens nothing
+    merchant.save()
+    assert _basic(merchant.username, token.key).get("/sdapi/v1/options").status_code == 401
 
 
 @pytest.fixture
