@@ -207,7 +207,7 @@ def _infotext(request, generator, used, seed, hashes, lora_hashes) -> str:
     for index, (kind, module, unit, net) in enumerate(units):
         fields[f"ControlNet {index}"] = {
             "Module": module,
-            "Model": f"{net.name} [{hashes[kind][:8]}]",
+            "Model": f"{net.name} [{hashes[kind]}]",
             "Weight": unit.weight,
             "Guidance Start": unit.guidance_start,
             "Guidance End": unit.guidance_end,
@@ -242,7 +242,7 @@ def _infotext(request, generator, used, seed, hashes, lora_hashes) -> str:
         # ("ip-adapter_clip_h" for ViT-H, "…_g" for bigG), the adapter as the model.
         fields[f"ControlNet {len(CONTROL_NAMES) + 1}"] = {
             "Module": ip_adapter_module(models.ip_adapter),
-            "Model": f"{models.ip_adapter.adapter.name} [{hashes['ip_adapter'][:8]}]",
+            "Model": f"{models.ip_adapter.adapter.name} [{hashes['ip_adapter']}]",
             "Weight": params.ip_adapter.weight,
             "Guidance Start": 0.0,
             "Guidance End": 1.0,

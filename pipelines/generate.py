@@ -40,7 +40,7 @@ from .params import CONTROL_MODES, CONTROL_NAMES, LATENT_UPSCALE_MODES, Generati
 from .prompt_encoding import check_prompt_length, encode_prompt_pair, encode_prompt_pair_xl
 from .prompts import check_prompt_characters, parse_prompt
 from .reference import attached, encode_reference, reference_picture, vae_upcast
-from .registry import ModelEntry, model_hash, resolve_model, scan_models
+from .registry import ModelEntry, extension_hash, model_hash, resolve_model, scan_models
 from .request import RuntimeConfig
 from .samplers import make_scheduler
 from .selection import EngineModels
@@ -334,15 +334,16 @@ class Generator:
             self._ip_attached = False
 
     def hashes(self) -> dict[str, str]:
-        """WebUI short hashes of the checkpoint, the ControlNets, the VAE and the IP-Adapter."""
+        """WebUI short hashes of the checkpoint and the VAE; the ControlNets' and the
+        IP-Adapter's as the ControlNet extension writes them (``extension_hash``)."""
         cache_file = self.runtime.hash_cache
         found = {"checkpoint": model_hash(self.models.checkpoint, cache_file=cache_file)}
         for kind, net in zip(CONTROL_NAMES, self.models.controlnets, strict=True):
-            found[kind] = model_hash(net, cache_file=cache_file)
+            found[kind] = extension_hash(net)  # as the extension names its models
         if self.models.vae is not None:
             found["vae"] = model_hash(self.models.vae, cache_file=cache_file)
         if self.models.ip_adapter is not None:
-            found["ip_adapter"] = model_hash(self.models.ip_adapter.adapter, cache_file=cache_file)
+            found["ip_adapter"] = extension_hash(self.models.ip_adapter.adapter)
         return found
 
     def use_loras(self, loras: tuple[tuple[str, float], ...]) -> dict[str, str]:

@@ -43,9 +43,12 @@ WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin")
 # them, and fetching them from the Hub is not allowed at run time).
 CONFIG_DIR_SUFFIX = ".config"
 # The WebUI shows 10 hex digits for checkpoints ("Model hash") and 12 for LoRAs ("Lora hashes").
+# The kinds the ControlNet extension names with its own hash (``extension_hash``).
+EXTENSION_HASHED = ("controlnet", "ipadapter")
 SHORT_HASH_LENGTH = {"loras": 12}
 DEFAULT_SHORT_HASH_LENGTH = 10
 _BLOCK_SIZE = 1024 * 1024
+_EXTENSION_HASH_OFFSET, _EXTENSION_HASH_SPAN = 0x100000, 0x10000
 _MANIFEST_LINE = re.compile(r"^(?P<sha256>[0-9a-fA-F]{64}) [ *](?P<path>.+)$")
 _HASHED_NAME = re.compile(r"^(?P<name>.*?)\s*\[(?P<hash>[0-9a-fA-F]{8,64})\]$")
 
@@ -158,6 +161,16 @@ def model_hash(entry: ModelEntry, *, cache_file: Path | None = None) -> str:
     return digest[: SHORT_HASH_LENGTH.get(entry.kind, DEFAULT_SHORT_HASH_LENGTH)]
 
 
+def extension_hash(entry: ModelEntry) -> str:
+    """The hash the WebUI ControlNet extension writes after a model's name
+    (``control_v11p_sd15_openpose [cab727d4]``, in its model list and infotexts): the WebUI's
+    old model hash, sha256 of the 64 KiB at 1 MiB into the weights file, 8 hex digits. It
+    reads 64 KiB whatever the file's size (a file under 1 MiB hashes nothing, as there)."""
+    with weights_file(entry).open("rb") as weights:
+        weights.seek(_EXTENSION_HASH_OFFSET)
+        return hashlib.sha256(weights.read(_EXTENSION_HASH_SPAN)).hexdigest()[:8]
+
+
 def weights_file(entry: ModelEntry) -> Path:
     """The file that identifies the model: itself, or the main weights inside a diffusers folder."""
     if entry.format != "diffusers":
@@ -243,14 +256,24 @@ def resolve_model(
     found = _by_name(candidates, base, str) or _by_name(candidates, base, str.lower)
     if short_hash is not None:
         found = [
-            entry
-            for entry in (found or candidates)
-            if model_hash(entry, cache_file=cache_file).startswith(short_hash)
+            entry for entry in (found or candidates) if _hash_matches(entry, short_hash, cache_file)
         ]
     if not found:
         available = ", ".join(entry.filename for entry in candidates) or "none"
         raise ModelNotFoundError(f"no {kind} model named {name!r}; installed: {available}")
     return found[0]
+
+
+def _hash_matches(entry: ModelEntry, short_hash: str, cache_file: Path | None) -> bool:
+    """Whether ``short_hash`` is ``entry``'s: the extension's 8 digits (``extension_hash``), or
+    the start of its sha256 as the WebUI writes it (``model_hash``)."""
+    if (
+        len(short_hash) == 8
+        and entry.kind in EXTENSION_HASHED
+        and extension_hash(entry) == short_hash
+    ):
+        return True
+    return model_hash(entry, cache_file=cache_file).startswith(short_hash)
 
 
 def _by_name(candidates: list[ModelEntry], name: str, fold: Any) -> list[ModelEntry]:

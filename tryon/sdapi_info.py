@@ -23,6 +23,7 @@ from pipelines.errors import ModelNotFoundError, PipelineError
 from pipelines.params import LATENT_UPSCALE_MODES, PIXEL_UPSCALERS, REFERENCE_MODULES
 from pipelines.registry import (
     ModelEntry,
+    extension_hash,
     file_sha256,
     model_hash,
     resolve_model,
@@ -75,6 +76,13 @@ def _short(entry: ModelEntry) -> str | None:
         return None
 
 
+def _extension_name(entry: ModelEntry) -> str:
+    try:
+        return f"{entry.name} [{extension_hash(entry)}]"
+    except (OSError, ModelNotFoundError):
+        return entry.name
+
+
 def _title(entry: ModelEntry) -> str:
     """The WebUI's title of a checkpoint: ``file.safetensors [0123456789]``."""
     short = _short(entry)
@@ -124,9 +132,10 @@ def sd_vae(request):
 
 @sdapi(["GET"])
 def controlnet_model_list(request):
-    """The ControlNets and IP-Adapters, as the extension names them: ``name [8 hex]``."""
+    """The ControlNets and IP-Adapters, as the extension names them: ``name [8 hex]``, its
+    own hash (``extension_hash``: 64 KiB read per file, never the whole file)."""
     entries = installed("controlnet") + installed("ipadapter")
-    names = [f"{e.name} [{short[:8]}]" if (short := _short(e)) else e.name for e in entries]
+    names = [_extension_name(e) for e in entries]
     return Response({"model_list": names})
 
 

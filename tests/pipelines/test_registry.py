@@ -12,6 +12,7 @@ from pipelines import registry
 from pipelines.errors import ModelNotFoundError
 from pipelines.registry import (
     ModelEntry,
+    extension_hash,
     model_hash,
     resolve_model,
     scan_models,
@@ -163,3 +164,23 @@ def test_an_unknown_name_lists_what_is_installed(tiny_kit):
     assert "tiny-canny, tiny-openpose" in message
     with pytest.raises(ModelNotFoundError, match=r"\[0123456789\]"):
         resolve_model(scan_models(tiny_kit), "controlnet", "tiny-canny [0123456789]")
+
+
+def test_controlnets_carry_the_extensions_hash_and_are_found_by_it(tmp_path):
+    # The extension's names (control_v11p_sd15_openpose [cab727d4]) hash 64 KiB at 1 MiB.
+    path = tmp_path / "controlnet" / "control_v11p_sd15_openpose.pth"
+    path.parent.mkdir()
+    path.write_bytes(os.urandom(3 * 2**20))
+    net = ModelEntry("controlnet", "control_v11p_sd15_openpose", path, "pth", tmp_path)
+    short = hashlib.sha256(path.read_bytes()[2**20 : 2**20 + 2**16]).hexdigest()[:8]
+    assert extension_hash(net) == short != model_hash(net)[:8]
+    other = ModelEntry("controlnet", "copy", tmp_path / "copy.pth", "pth", tmp_path)
+    other.path.write_bytes(os.urandom(3 * 2**20))
+    # A hardcoded extension name finds its file, by name and hash or, renamed, by hash alone.
+    assert resolve_model([other, net], "controlnet", f"{net.name} [{short}]") == net
+    assert resolve_model([other, net], "controlnet", f"renamed [{short}]") == net
+    assert resolve_model([other, net], "controlnet", f"x [{model_hash(net)[:8]}]") == net
+    # A file under 1 MiB hashes nothing, as in the WebUI.
+    small = ModelEntry("controlnet", "small", tmp_path / "small.pth", "pth", tmp_path)
+    small.path.write_bytes(b"tiny")
+    assert extension_hash(small) == hashlib.sha256(b"").hexdigest()[:8]
